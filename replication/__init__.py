@@ -1,0 +1,1 @@
+"""Trafka replication package."""

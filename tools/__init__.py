@@ -1,0 +1,1 @@
+"""Trafka's tools: the protocol code generator, CLI helpers and benchmarks."""
