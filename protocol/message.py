@@ -142,7 +142,7 @@ class Message:
             raise ProtocolError(f"{cls.NAME} has no version {version} (valid: {lo}-{hi})")
         try:
             return cls._decode(buf, pos, version)
-        except struct.error as e:
+        except (struct.error, IndexError) as e:
             raise ProtocolError(f"truncated {cls.NAME} v{version}: {e}") from None
         except RecursionError:
             raise ProtocolError(f"{cls.NAME} v{version} nests too deeply") from None

@@ -7,12 +7,14 @@ into the frame, never copied. Encoders append to a ``bytearray``. Fixed-width in
 and written by the generated code directly through the ``struct.Struct`` objects below, grouped
 where consecutive fields allow; this module holds the variable-length pieces.
 
-Contract: every malformed input raises ``ProtocolError``; nothing else escapes (callers at the
-top of a decode also translate ``struct.error`` from a short fixed-width read).
+Contract: malformed input raises ``ProtocolError``, or ``struct.error``/``IndexError`` from a read
+past the end, which ``Message.decode_from`` translates into ``ProtocolError`` at the top of a
+decode: the fast paths index the buffer without checking first.
 """
 
 from __future__ import annotations
 
+import codecs
 import struct
 import uuid
 
@@ -114,10 +116,14 @@ def _take(buf: memoryview, pos: int, n: int) -> tuple[memoryview, int]:
     return buf[pos:end], end
 
 
-def _decode_utf8(raw: memoryview) -> str:
-    # Kafka decodes strings leniently (malformed sequences become U+FFFD); so do we.
-    return str(raw, "utf-8", "replace")
+def _too_long(buf: memoryview, pos: int, n: int) -> ProtocolError:
+    return ProtocolError(f"length {n} exceeds the {len(buf) - pos} bytes that remain")
 
+
+# Kafka decodes strings leniently (malformed sequences become U+FFFD); so do we.
+_utf8 = codecs.utf_8_decode
+
+# The compact readers below inline the one-byte varint case: lengths under 127 are the rule.
 
 # --- strings -------------------------------------------------------------------------------------
 
@@ -126,8 +132,11 @@ def read_string(buf: memoryview, pos: int) -> tuple[str, int]:
     (n,) = I16.unpack_from(buf, pos)
     if n < 0:
         raise ProtocolError(f"non-nullable string has length {n}")
-    raw, pos = _take(buf, pos + 2, n)
-    return _decode_utf8(raw), pos
+    pos += 2
+    end = pos + n
+    if end > len(buf):
+        raise _too_long(buf, pos, n)
+    return _utf8(buf[pos:end], "replace", True)[0], end
 
 
 def read_nullable_string(buf: memoryview, pos: int) -> tuple[str | None, int]:
@@ -136,24 +145,39 @@ def read_nullable_string(buf: memoryview, pos: int) -> tuple[str | None, int]:
         return None, pos + 2
     if n < 0:
         raise ProtocolError(f"string has negative length {n}")
-    raw, pos = _take(buf, pos + 2, n)
-    return _decode_utf8(raw), pos
+    pos += 2
+    end = pos + n
+    if end > len(buf):
+        raise _too_long(buf, pos, n)
+    return _utf8(buf[pos:end], "replace", True)[0], end
 
 
 def read_compact_string(buf: memoryview, pos: int) -> tuple[str, int]:
-    n, pos = read_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n == 0:
         raise ProtocolError("non-nullable compact string is null")
-    raw, pos = _take(buf, pos, n - 1)
-    return _decode_utf8(raw), pos
+    end = pos + n - 1
+    if end > len(buf):
+        raise _too_long(buf, pos, n - 1)
+    return _utf8(buf[pos:end], "replace", True)[0], end
 
 
 def read_compact_nullable_string(buf: memoryview, pos: int) -> tuple[str | None, int]:
-    n, pos = read_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n == 0:
         return None, pos
-    raw, pos = _take(buf, pos, n - 1)
-    return _decode_utf8(raw), pos
+    end = pos + n - 1
+    if end > len(buf):
+        raise _too_long(buf, pos, n - 1)
+    return _utf8(buf[pos:end], "replace", True)[0], end
 
 
 def write_string(out: bytearray, value: str) -> None:
@@ -173,7 +197,8 @@ def write_nullable_string(out: bytearray, value: str | None) -> None:
 
 def write_compact_string(out: bytearray, value: str) -> None:
     raw = value.encode()
-    out += uvarint_bytes(len(raw) + 1)
+    n = len(raw) + 1
+    out += _SMALL_UVARINT[n] if n < 0x80 else uvarint_bytes(n)
     out += raw
 
 
@@ -204,17 +229,31 @@ def read_nullable_bytes(buf: memoryview, pos: int) -> tuple[memoryview | None, i
 
 
 def read_compact_bytes(buf: memoryview, pos: int) -> tuple[memoryview, int]:
-    n, pos = read_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n == 0:
         raise ProtocolError("non-nullable compact bytes are null")
-    return _take(buf, pos, n - 1)
+    end = pos + n - 1
+    if end > len(buf):
+        raise _too_long(buf, pos, n - 1)
+    return buf[pos:end], end
 
 
 def read_compact_nullable_bytes(buf: memoryview, pos: int) -> tuple[memoryview | None, int]:
-    n, pos = read_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     if n == 0:
         return None, pos
-    return _take(buf, pos, n - 1)
+    end = pos + n - 1
+    if end > len(buf):
+        raise _too_long(buf, pos, n - 1)
+    return buf[pos:end], end
 
 
 def write_bytes(out: bytearray, value: bytes | bytearray | memoryview) -> None:
@@ -242,6 +281,8 @@ def write_compact_nullable_bytes(out: bytearray, value: bytes | bytearray | memo
 
 
 # --- arrays --------------------------------------------------------------------------------------
+# Every element takes at least item_bytes_min (>= 1) bytes, so a count that could not fit in what
+# remains is malformed. This bounds every loop and list by the frame's real size.
 
 
 def read_array_len(buf: memoryview, pos: int, item_bytes_min: int) -> tuple[int, int]:
@@ -250,7 +291,8 @@ def read_array_len(buf: memoryview, pos: int, item_bytes_min: int) -> tuple[int,
     pos += 4
     if n < 0:
         raise ProtocolError(f"non-nullable array has count {n}")
-    _check_count(buf, pos, n, item_bytes_min)
+    if n * item_bytes_min > len(buf) - pos:
+        raise _count_error(buf, pos, n)
     return n, pos
 
 
@@ -260,23 +302,26 @@ def read_nullable_array_len(buf: memoryview, pos: int, item_bytes_min: int) -> t
     pos += 4
     if n < -1:
         raise ProtocolError(f"array has negative count {n}")
-    _check_count(buf, pos, n, item_bytes_min)
+    if n * item_bytes_min > len(buf) - pos:
+        raise _count_error(buf, pos, n)
     return n, pos
 
 
 def read_compact_array_len(buf: memoryview, pos: int, item_bytes_min: int) -> tuple[int, int]:
     """A compact (uvarint, count + 1) array count; null (0) is returned as -1."""
-    n, pos = read_uvarint(buf, pos)
+    n = buf[pos]
+    if n < 0x80:
+        pos += 1
+    else:
+        n, pos = read_uvarint(buf, pos)
     n -= 1
-    _check_count(buf, pos, n, item_bytes_min)
+    if n * item_bytes_min > len(buf) - pos:
+        raise _count_error(buf, pos, n)
     return n, pos
 
 
-def _check_count(buf: memoryview, pos: int, count: int, item_bytes_min: int) -> None:
-    # Every element takes at least item_bytes_min (>= 1) bytes, so a count that could not fit in
-    # what remains is malformed. This bounds every loop and list by the frame's real size.
-    if count * item_bytes_min > len(buf) - pos:
-        raise ProtocolError(f"array count {count} cannot fit in the {len(buf) - pos} bytes that remain")
+def _count_error(buf: memoryview, pos: int, count: int) -> ProtocolError:
+    return ProtocolError(f"array count {count} cannot fit in the {len(buf) - pos} bytes that remain")
 
 
 def write_array_len(out: bytearray, n: int) -> None:

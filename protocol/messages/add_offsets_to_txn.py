@@ -57,7 +57,10 @@ class AddOffsetsToTxnRequest(Message):
             _group_id, pos = read_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AddOffsetsToTxnRequest(_transactional_id, _producer_id, _producer_epoch, _group_id, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -72,7 +75,10 @@ class AddOffsetsToTxnRequest(Message):
         else:
             write_string(out, self.group_id)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -99,11 +105,17 @@ class AddOffsetsToTxnResponse(Message):
         pos += 6
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AddOffsetsToTxnResponse(_throttle_time_ms, _error_code, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         flexible = version >= 3
         out += _S1.pack(self.throttle_time_ms, self.error_code)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

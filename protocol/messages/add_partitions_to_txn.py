@@ -68,7 +68,10 @@ class AddPartitionsToTxnRequest(Message):
                 pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AddPartitionsToTxnRequest.AddPartitionsToTxnTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -84,7 +87,10 @@ class AddPartitionsToTxnRequest(Message):
                 out += I32.pack(len(self.partitions))
                 out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class AddPartitionsToTxnTransaction:
@@ -115,7 +121,10 @@ class AddPartitionsToTxnRequest(Message):
                 _topics_e, pos = _topics_dec(buf, pos, version)
                 _topics.append(_topics_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction(_transactional_id, _producer_id, _producer_epoch, _verify_only, _topics, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -124,7 +133,10 @@ class AddPartitionsToTxnRequest(Message):
             out += uvarint_bytes(len(self.topics) + 1)
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     transactions: list[AddPartitionsToTxnRequest.AddPartitionsToTxnTransaction] = field(default_factory=list)
     v3_and_below_transactional_id: str = ''
@@ -177,7 +189,10 @@ class AddPartitionsToTxnRequest(Message):
                     _v3_and_below_topics.append(_v3_and_below_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AddPartitionsToTxnRequest(_transactions, _v3_and_below_transactional_id, _v3_and_below_producer_id, _v3_and_below_producer_epoch, _v3_and_below_topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -211,7 +226,10 @@ class AddPartitionsToTxnRequest(Message):
         if not (version <= 3) and (bool(self.v3_and_below_topics)):
             raise version_error('AddPartitionsToTxnRequest', 'V3AndBelowTopics', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -241,14 +259,20 @@ class AddPartitionsToTxnResponse(Message):
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult(_partition_index, _partition_error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 3
             out += _S2.pack(self.partition_index, self.partition_error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class AddPartitionsToTxnTopicResult:
@@ -284,7 +308,10 @@ class AddPartitionsToTxnResponse(Message):
                     _results_by_partition.append(_results_by_partition_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult(_name, _results_by_partition, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -302,7 +329,10 @@ class AddPartitionsToTxnResponse(Message):
                 for _results_by_partition_e in self.results_by_partition:
                     _results_by_partition_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class AddPartitionsToTxnResult:
@@ -325,7 +355,10 @@ class AddPartitionsToTxnResponse(Message):
                 _topic_results_e, pos = _topic_results_dec(buf, pos, version)
                 _topic_results.append(_topic_results_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AddPartitionsToTxnResponse.AddPartitionsToTxnResult(_transactional_id, _topic_results, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -333,7 +366,10 @@ class AddPartitionsToTxnResponse(Message):
             out += uvarint_bytes(len(self.topic_results) + 1)
             for _topic_results_e in self.topic_results:
                 _topic_results_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -381,7 +417,10 @@ class AddPartitionsToTxnResponse(Message):
                     _results_by_topic_v3_and_below.append(_results_by_topic_v3_and_below_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AddPartitionsToTxnResponse(_throttle_time_ms, _error_code, _results_by_transaction, _results_by_topic_v3_and_below, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -407,4 +446,7 @@ class AddPartitionsToTxnResponse(Message):
         if not (version <= 3) and (bool(self.results_by_topic_v3_and_below)):
             raise version_error('AddPartitionsToTxnResponse', 'ResultsByTopicV3AndBelow', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -57,14 +57,20 @@ class AddRaftVoterRequest(Message):
             (_port,) = _S0.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AddRaftVoterRequest.Listener(_name, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_string(out, self.host)
             out += _S0.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     cluster_id: str | None = ''
     timeout_ms: int = 0
@@ -93,7 +99,10 @@ class AddRaftVoterRequest(Message):
             _listeners_e, pos = _listeners_dec(buf, pos, version)
             _listeners.append(_listeners_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AddRaftVoterRequest(_cluster_id, _timeout_ms, _voter_id, _voter_directory_id, _listeners, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -103,7 +112,10 @@ class AddRaftVoterRequest(Message):
         out += uvarint_bytes(len(self.listeners) + 1)
         for _listeners_e in self.listeners:
             _listeners_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -131,10 +143,16 @@ class AddRaftVoterResponse(Message):
         _error_message: str | None
         _error_message, pos = read_compact_nullable_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AddRaftVoterResponse(_throttle_time_ms, _error_code, _error_message, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S2.pack(self.throttle_time_ms, self.error_code)
         write_compact_nullable_string(out, self.error_message)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

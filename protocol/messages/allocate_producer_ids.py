@@ -36,12 +36,18 @@ class AllocateProducerIdsRequest(Message):
         _broker_id, _broker_epoch = _S0.unpack_from(buf, pos)
         pos += 12
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AllocateProducerIdsRequest(_broker_id, _broker_epoch, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S0.pack(self.broker_id, self.broker_epoch)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -70,9 +76,15 @@ class AllocateProducerIdsResponse(Message):
         _throttle_time_ms, _error_code, _producer_id_start, _producer_id_len = _S1.unpack_from(buf, pos)
         pos += 18
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AllocateProducerIdsResponse(_throttle_time_ms, _error_code, _producer_id_start, _producer_id_len, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S1.pack(self.throttle_time_ms, self.error_code, self.producer_id_start, self.producer_id_len)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

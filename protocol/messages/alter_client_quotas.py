@@ -64,7 +64,10 @@ class AlterClientQuotasRequest(Message):
                 _entity_name, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterClientQuotasRequest.EntityData(_entity_type, _entity_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -78,7 +81,10 @@ class AlterClientQuotasRequest(Message):
             else:
                 write_nullable_string(out, self.entity_name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class OpData:
@@ -101,7 +107,10 @@ class AlterClientQuotasRequest(Message):
             pos += 9
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterClientQuotasRequest.OpData(_key, _value, _remove, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -112,7 +121,10 @@ class AlterClientQuotasRequest(Message):
                 write_string(out, self.key)
             out += _S0.pack(self.value, self.remove)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class EntryData:
@@ -159,7 +171,10 @@ class AlterClientQuotasRequest(Message):
                     _ops.append(_ops_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterClientQuotasRequest.EntryData(_entity, _ops, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -181,7 +196,10 @@ class AlterClientQuotasRequest(Message):
                 for _ops_e in self.ops:
                     _ops_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     entries: list[AlterClientQuotasRequest.EntryData] = field(default_factory=list)
     validate_only: bool = False
@@ -212,7 +230,10 @@ class AlterClientQuotasRequest(Message):
         pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AlterClientQuotasRequest(_entries, _validate_only, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -227,7 +248,10 @@ class AlterClientQuotasRequest(Message):
                 _entries_e._encode(out, version)
         out += _S1.pack(self.validate_only)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -262,7 +286,10 @@ class AlterClientQuotasResponse(Message):
                 _entity_name, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterClientQuotasResponse.EntityData(_entity_type, _entity_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -276,7 +303,10 @@ class AlterClientQuotasResponse(Message):
             else:
                 write_nullable_string(out, self.entity_name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class EntryData:
@@ -315,7 +345,10 @@ class AlterClientQuotasResponse(Message):
                     _entity.append(_entity_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterClientQuotasResponse.EntryData(_error_code, _error_message, _entity, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -334,7 +367,10 @@ class AlterClientQuotasResponse(Message):
                 for _entity_e in self.entity:
                     _entity_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     entries: list[AlterClientQuotasResponse.EntryData] = field(default_factory=list)
@@ -365,7 +401,10 @@ class AlterClientQuotasResponse(Message):
                 _entries.append(_entries_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AlterClientQuotasResponse(_throttle_time_ms, _entries, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -380,4 +419,7 @@ class AlterClientQuotasResponse(Message):
             for _entries_e in self.entries:
                 _entries_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

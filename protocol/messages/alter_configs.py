@@ -65,7 +65,10 @@ class AlterConfigsRequest(Message):
                 _value, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterConfigsRequest.AlterableConfig(_name, _value, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -79,7 +82,10 @@ class AlterConfigsRequest(Message):
             else:
                 write_nullable_string(out, self.value)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class AlterConfigsResource:
@@ -119,7 +125,10 @@ class AlterConfigsRequest(Message):
                     _configs.append(_configs_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterConfigsRequest.AlterConfigsResource(_resource_type, _resource_name, _configs, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -138,7 +147,10 @@ class AlterConfigsRequest(Message):
                 for _configs_e in self.configs:
                     _configs_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     resources: list[AlterConfigsRequest.AlterConfigsResource] = field(default_factory=list)
     validate_only: bool = False
@@ -169,7 +181,10 @@ class AlterConfigsRequest(Message):
         pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AlterConfigsRequest(_resources, _validate_only, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -184,7 +199,10 @@ class AlterConfigsRequest(Message):
                 _resources_e._encode(out, version)
         out += _S1.pack(self.validate_only)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -227,7 +245,10 @@ class AlterConfigsResponse(Message):
                 _resource_name, pos = read_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterConfigsResponse.AlterConfigsResourceResponse(_error_code, _error_message, _resource_type, _resource_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -243,7 +264,10 @@ class AlterConfigsResponse(Message):
             else:
                 write_string(out, self.resource_name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     responses: list[AlterConfigsResponse.AlterConfigsResourceResponse] = field(default_factory=list)
@@ -274,7 +298,10 @@ class AlterConfigsResponse(Message):
                 _responses.append(_responses_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AlterConfigsResponse(_throttle_time_ms, _responses, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -289,4 +316,7 @@ class AlterConfigsResponse(Message):
             for _responses_e in self.responses:
                 _responses_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -53,12 +53,18 @@ class AlterPartitionRequest(Message):
             _broker_id, _broker_epoch = _S0.unpack_from(buf, pos)
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionRequest.BrokerState(_broker_id, _broker_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.broker_id, self.broker_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionData:
@@ -101,7 +107,10 @@ class AlterPartitionRequest(Message):
             (_partition_epoch,) = _S3.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionRequest.PartitionData(_partition_index, _leader_epoch, _new_isr, _new_isr_with_epochs, _leader_recovery_state, _partition_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -122,7 +131,10 @@ class AlterPartitionRequest(Message):
             if not (version >= 1) and (self.leader_recovery_state != 0):
                 raise version_error('AlterPartitionRequest', 'LeaderRecoveryState', version)
             out += _S3.pack(self.partition_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -149,7 +161,10 @@ class AlterPartitionRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionRequest.TopicData(_topic_name, _topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -160,7 +175,10 @@ class AlterPartitionRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     broker_id: int = 0
     broker_epoch: int = -1
@@ -183,7 +201,10 @@ class AlterPartitionRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AlterPartitionRequest(_broker_id, _broker_epoch, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -191,7 +212,10 @@ class AlterPartitionRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -238,7 +262,10 @@ class AlterPartitionResponse(Message):
             (_partition_epoch,) = _S3.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionResponse.PartitionData(_partition_index, _error_code, _leader_id, _leader_epoch, _isr, _leader_recovery_state, _partition_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -248,7 +275,10 @@ class AlterPartitionResponse(Message):
             if version >= 1:
                 out += _S2.pack(self.leader_recovery_state)
             out += _S3.pack(self.partition_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -275,7 +305,10 @@ class AlterPartitionResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionResponse.TopicData(_topic_name, _topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -286,7 +319,10 @@ class AlterPartitionResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -309,7 +345,10 @@ class AlterPartitionResponse(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AlterPartitionResponse(_throttle_time_ms, _error_code, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -317,4 +356,7 @@ class AlterPartitionResponse(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

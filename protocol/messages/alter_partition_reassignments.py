@@ -54,7 +54,10 @@ class AlterPartitionReassignmentsRequest(Message):
                 _replicas = list(struct.unpack_from(f'>{_replicas_n}i', buf, pos))
                 pos += _replicas_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionReassignmentsRequest.ReassignablePartition(_partition_index, _replicas, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -64,7 +67,10 @@ class AlterPartitionReassignmentsRequest(Message):
             else:
                 out += uvarint_bytes(len(self.replicas) + 1)
                 out += struct.pack(f'>{len(self.replicas)}i', *self.replicas)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ReassignableTopic:
@@ -86,7 +92,10 @@ class AlterPartitionReassignmentsRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionReassignmentsRequest.ReassignableTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -94,7 +103,10 @@ class AlterPartitionReassignmentsRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     timeout_ms: int = 60000
     topics: list[AlterPartitionReassignmentsRequest.ReassignableTopic] = field(default_factory=list)
@@ -115,7 +127,10 @@ class AlterPartitionReassignmentsRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AlterPartitionReassignmentsRequest(_timeout_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -123,7 +138,10 @@ class AlterPartitionReassignmentsRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -153,13 +171,19 @@ class AlterPartitionReassignmentsResponse(Message):
             _error_message: str | None
             _error_message, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionReassignmentsResponse.ReassignablePartitionResponse(_partition_index, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.partition_index, self.error_code)
             write_compact_nullable_string(out, self.error_message)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ReassignableTopicResponse:
@@ -181,7 +205,10 @@ class AlterPartitionReassignmentsResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterPartitionReassignmentsResponse.ReassignableTopicResponse(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -189,7 +216,10 @@ class AlterPartitionReassignmentsResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -215,7 +245,10 @@ class AlterPartitionReassignmentsResponse(Message):
             _responses_e, pos = _responses_dec(buf, pos, version)
             _responses.append(_responses_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AlterPartitionReassignmentsResponse(_throttle_time_ms, _error_code, _error_message, _responses, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -224,4 +257,7 @@ class AlterPartitionReassignmentsResponse(Message):
         out += uvarint_bytes(len(self.responses) + 1)
         for _responses_e in self.responses:
             _responses_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

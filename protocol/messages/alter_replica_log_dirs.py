@@ -65,7 +65,10 @@ class AlterReplicaLogDirsRequest(Message):
                 pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterReplicaLogDirsRequest.AlterReplicaLogDirTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -81,7 +84,10 @@ class AlterReplicaLogDirsRequest(Message):
                 out += I32.pack(len(self.partitions))
                 out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class AlterReplicaLogDir:
@@ -117,7 +123,10 @@ class AlterReplicaLogDirsRequest(Message):
                     _topics.append(_topics_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterReplicaLogDirsRequest.AlterReplicaLogDir(_path, _topics, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -135,7 +144,10 @@ class AlterReplicaLogDirsRequest(Message):
                 for _topics_e in self.topics:
                     _topics_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     dirs: list[AlterReplicaLogDirsRequest.AlterReplicaLogDir] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -162,7 +174,10 @@ class AlterReplicaLogDirsRequest(Message):
                 _dirs.append(_dirs_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AlterReplicaLogDirsRequest(_dirs, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -176,7 +191,10 @@ class AlterReplicaLogDirsRequest(Message):
             for _dirs_e in self.dirs:
                 _dirs_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -205,14 +223,20 @@ class AlterReplicaLogDirsResponse(Message):
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterReplicaLogDirsResponse.AlterReplicaLogDirPartitionResult(_partition_index, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 2
             out += _S0.pack(self.partition_index, self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class AlterReplicaLogDirTopicResult:
@@ -247,7 +271,10 @@ class AlterReplicaLogDirsResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -265,7 +292,10 @@ class AlterReplicaLogDirsResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     results: list[AlterReplicaLogDirsResponse.AlterReplicaLogDirTopicResult] = field(default_factory=list)
@@ -296,7 +326,10 @@ class AlterReplicaLogDirsResponse(Message):
                 _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return AlterReplicaLogDirsResponse(_throttle_time_ms, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -311,4 +344,7 @@ class AlterReplicaLogDirsResponse(Message):
             for _results_e in self.results:
                 _results_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

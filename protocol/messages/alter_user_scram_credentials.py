@@ -53,13 +53,19 @@ class AlterUserScramCredentialsRequest(Message):
             (_mechanism,) = _S0.unpack_from(buf, pos)
             pos += 1
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterUserScramCredentialsRequest.ScramCredentialDeletion(_name, _mechanism, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             out += _S0.pack(self.mechanism)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ScramCredentialUpsertion:
@@ -83,7 +89,10 @@ class AlterUserScramCredentialsRequest(Message):
             _salted_password: bytes | memoryview
             _salted_password, pos = read_compact_bytes(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterUserScramCredentialsRequest.ScramCredentialUpsertion(_name, _mechanism, _iterations, _salt, _salted_password, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -91,7 +100,10 @@ class AlterUserScramCredentialsRequest(Message):
             out += _S1.pack(self.mechanism, self.iterations)
             write_compact_bytes(out, self.salt)
             write_compact_bytes(out, self.salted_password)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     deletions: list[AlterUserScramCredentialsRequest.ScramCredentialDeletion] = field(default_factory=list)
     upsertions: list[AlterUserScramCredentialsRequest.ScramCredentialUpsertion] = field(default_factory=list)
@@ -118,7 +130,10 @@ class AlterUserScramCredentialsRequest(Message):
             _upsertions_e, pos = _upsertions_dec(buf, pos, version)
             _upsertions.append(_upsertions_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AlterUserScramCredentialsRequest(_deletions, _upsertions, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -128,7 +143,10 @@ class AlterUserScramCredentialsRequest(Message):
         out += uvarint_bytes(len(self.upsertions) + 1)
         for _upsertions_e in self.upsertions:
             _upsertions_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -159,14 +177,20 @@ class AlterUserScramCredentialsResponse(Message):
             _error_message: str | None
             _error_message, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult(_user, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.user)
             out += _S2.pack(self.error_code)
             write_compact_nullable_string(out, self.error_message)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     results: list[AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult] = field(default_factory=list)
@@ -187,7 +211,10 @@ class AlterUserScramCredentialsResponse(Message):
             _results_e, pos = _results_dec(buf, pos, version)
             _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AlterUserScramCredentialsResponse(_throttle_time_ms, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -195,4 +222,7 @@ class AlterUserScramCredentialsResponse(Message):
         out += uvarint_bytes(len(self.results) + 1)
         for _results_e in self.results:
             _results_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -56,7 +56,10 @@ class ApiVersionsRequest(Message):
             _client_software_version, pos = read_compact_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ApiVersionsRequest(_client_software_name, _client_software_version, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -66,7 +69,10 @@ class ApiVersionsRequest(Message):
         if version >= 3:
             write_compact_string(out, self.client_software_version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -98,14 +104,20 @@ class ApiVersionsResponse(Message):
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ApiVersionsResponse.ApiVersion(_api_key, _min_version, _max_version, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 3
             out += _S0.pack(self.api_key, self.min_version, self.max_version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class SupportedFeatureKey:
@@ -124,13 +136,19 @@ class ApiVersionsResponse(Message):
             _min_version, _max_version = _S1.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ApiVersionsResponse.SupportedFeatureKey(_name, _min_version, _max_version, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             out += _S1.pack(self.min_version, self.max_version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class FinalizedFeatureKey:
@@ -149,13 +167,19 @@ class ApiVersionsResponse(Message):
             _max_version_level, _min_version_level = _S1.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ApiVersionsResponse.FinalizedFeatureKey(_name, _max_version_level, _min_version_level, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             out += _S1.pack(self.max_version_level, self.min_version_level)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     error_code: int = 0
     api_keys: list[ApiVersionsResponse.ApiVersion] = field(default_factory=list)
@@ -199,42 +223,45 @@ class ApiVersionsResponse(Message):
         _zk_migration_ready: bool = False
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0:
-                    _tb = buf[:_end]
-                    _supported_features_n, pos = read_compact_array_len(_tb, pos, 6)
-                    if _supported_features_n < 0:
-                        raise ProtocolError('non-nullable array SupportedFeatures is null')
-                    _supported_features = []
-                    _supported_features_dec = ApiVersionsResponse.SupportedFeatureKey._decode
-                    for _ in range(_supported_features_n):
-                        _supported_features_e, pos = _supported_features_dec(_tb, pos, version)
-                        _supported_features.append(_supported_features_e)
-                elif _tag == 1:
-                    _tb = buf[:_end]
-                    (_finalized_features_epoch,) = _S4.unpack_from(_tb, pos)
-                    pos += 8
-                elif _tag == 2:
-                    _tb = buf[:_end]
-                    _finalized_features_n, pos = read_compact_array_len(_tb, pos, 6)
-                    if _finalized_features_n < 0:
-                        raise ProtocolError('non-nullable array FinalizedFeatures is null')
-                    _finalized_features = []
-                    _finalized_features_dec = ApiVersionsResponse.FinalizedFeatureKey._decode
-                    for _ in range(_finalized_features_n):
-                        _finalized_features_e, pos = _finalized_features_dec(_tb, pos, version)
-                        _finalized_features.append(_finalized_features_e)
-                elif _tag == 3:
-                    _tb = buf[:_end]
-                    (_zk_migration_ready,) = _S5.unpack_from(_tb, pos)
-                    pos += 1
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0:
+                        _tb = buf[:_end]
+                        _supported_features_n, pos = read_compact_array_len(_tb, pos, 6)
+                        if _supported_features_n < 0:
+                            raise ProtocolError('non-nullable array SupportedFeatures is null')
+                        _supported_features = []
+                        _supported_features_dec = ApiVersionsResponse.SupportedFeatureKey._decode
+                        for _ in range(_supported_features_n):
+                            _supported_features_e, pos = _supported_features_dec(_tb, pos, version)
+                            _supported_features.append(_supported_features_e)
+                    elif _tag == 1:
+                        _tb = buf[:_end]
+                        (_finalized_features_epoch,) = _S4.unpack_from(_tb, pos)
+                        pos += 8
+                    elif _tag == 2:
+                        _tb = buf[:_end]
+                        _finalized_features_n, pos = read_compact_array_len(_tb, pos, 6)
+                        if _finalized_features_n < 0:
+                            raise ProtocolError('non-nullable array FinalizedFeatures is null')
+                        _finalized_features = []
+                        _finalized_features_dec = ApiVersionsResponse.FinalizedFeatureKey._decode
+                        for _ in range(_finalized_features_n):
+                            _finalized_features_e, pos = _finalized_features_dec(_tb, pos, version)
+                            _finalized_features.append(_finalized_features_e)
+                    elif _tag == 3:
+                        _tb = buf[:_end]
+                        (_zk_migration_ready,) = _S5.unpack_from(_tb, pos)
+                        pos += 1
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
         return ApiVersionsResponse(_error_code, _api_keys, _throttle_time_ms, _supported_features, _finalized_features_epoch, _finalized_features, _zk_migration_ready, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -251,7 +278,7 @@ class ApiVersionsResponse(Message):
         if version >= 1:
             out += _S3.pack(self.throttle_time_ms)
         if flexible:
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+            _tags: list[tuple[int, bytes | bytearray]] = []
             if bool(self.supported_features):
                 _tb = bytearray()
                 _tb += uvarint_bytes(len(self.supported_features) + 1)
@@ -272,4 +299,7 @@ class ApiVersionsResponse(Message):
                 _tb = bytearray()
                 _tb += _S5.pack(self.zk_migration_ready)
                 _tags.append((3, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"

@@ -46,12 +46,18 @@ class AssignReplicasToDirsRequest(Message):
             (_partition_index,) = _S0.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AssignReplicasToDirsRequest.PartitionData(_partition_index, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.partition_index)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -73,7 +79,10 @@ class AssignReplicasToDirsRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AssignReplicasToDirsRequest.TopicData(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -81,7 +90,10 @@ class AssignReplicasToDirsRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class DirectoryData:
@@ -103,7 +115,10 @@ class AssignReplicasToDirsRequest(Message):
                 _topics_e, pos = _topics_dec(buf, pos, version)
                 _topics.append(_topics_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AssignReplicasToDirsRequest.DirectoryData(_id, _topics, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -111,7 +126,10 @@ class AssignReplicasToDirsRequest(Message):
             out += uvarint_bytes(len(self.topics) + 1)
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     broker_id: int = 0
     broker_epoch: int = -1
@@ -134,7 +152,10 @@ class AssignReplicasToDirsRequest(Message):
             _directories_e, pos = _directories_dec(buf, pos, version)
             _directories.append(_directories_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AssignReplicasToDirsRequest(_broker_id, _broker_epoch, _directories, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -142,7 +163,10 @@ class AssignReplicasToDirsRequest(Message):
         out += uvarint_bytes(len(self.directories) + 1)
         for _directories_e in self.directories:
             _directories_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -169,12 +193,18 @@ class AssignReplicasToDirsResponse(Message):
             _partition_index, _error_code = _S2.unpack_from(buf, pos)
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AssignReplicasToDirsResponse.PartitionData(_partition_index, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S2.pack(self.partition_index, self.error_code)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -196,7 +226,10 @@ class AssignReplicasToDirsResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AssignReplicasToDirsResponse.TopicData(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -204,7 +237,10 @@ class AssignReplicasToDirsResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class DirectoryData:
@@ -226,7 +262,10 @@ class AssignReplicasToDirsResponse(Message):
                 _topics_e, pos = _topics_dec(buf, pos, version)
                 _topics.append(_topics_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return AssignReplicasToDirsResponse.DirectoryData(_id, _topics, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -234,7 +273,10 @@ class AssignReplicasToDirsResponse(Message):
             out += uvarint_bytes(len(self.topics) + 1)
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -257,7 +299,10 @@ class AssignReplicasToDirsResponse(Message):
             _directories_e, pos = _directories_dec(buf, pos, version)
             _directories.append(_directories_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return AssignReplicasToDirsResponse(_throttle_time_ms, _error_code, _directories, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -265,4 +310,7 @@ class AssignReplicasToDirsResponse(Message):
         out += uvarint_bytes(len(self.directories) + 1)
         for _directories_e in self.directories:
             _directories_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

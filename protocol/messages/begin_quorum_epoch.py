@@ -72,7 +72,10 @@ class BeginQuorumEpochRequest(Message):
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return BeginQuorumEpochRequest.PartitionData(_partition_index, _voter_directory_id, _leader_id, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -82,7 +85,10 @@ class BeginQuorumEpochRequest(Message):
                 out += self.voter_directory_id.bytes
             out += _S1.pack(self.leader_id, self.leader_epoch)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -117,7 +123,10 @@ class BeginQuorumEpochRequest(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return BeginQuorumEpochRequest.TopicData(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -135,7 +144,10 @@ class BeginQuorumEpochRequest(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class LeaderEndpoint:
@@ -155,14 +167,20 @@ class BeginQuorumEpochRequest(Message):
             (_port,) = _S2.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return BeginQuorumEpochRequest.LeaderEndpoint(_name, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_string(out, self.host)
             out += _S2.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     cluster_id: str | None = None
     voter_id: int = -1
@@ -211,7 +229,10 @@ class BeginQuorumEpochRequest(Message):
                 _leader_endpoints.append(_leader_endpoints_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return BeginQuorumEpochRequest(_cluster_id, _voter_id, _topics, _leader_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -235,7 +256,10 @@ class BeginQuorumEpochRequest(Message):
             for _leader_endpoints_e in self.leader_endpoints:
                 _leader_endpoints_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -268,14 +292,20 @@ class BeginQuorumEpochResponse(Message):
             pos += 14
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return BeginQuorumEpochResponse.PartitionData(_partition_index, _error_code, _leader_id, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 1
             out += _S3.pack(self.partition_index, self.error_code, self.leader_id, self.leader_epoch)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -310,7 +340,10 @@ class BeginQuorumEpochResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return BeginQuorumEpochResponse.TopicData(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -328,7 +361,10 @@ class BeginQuorumEpochResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class NodeEndpoint:
@@ -349,14 +385,20 @@ class BeginQuorumEpochResponse(Message):
             (_port,) = _S2.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return BeginQuorumEpochResponse.NodeEndpoint(_node_id, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.node_id)
             write_compact_string(out, self.host)
             out += _S2.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     error_code: int = 0
     topics: list[BeginQuorumEpochResponse.TopicData] = field(default_factory=list)
@@ -389,24 +431,27 @@ class BeginQuorumEpochResponse(Message):
         _node_endpoints: list[BeginQuorumEpochResponse.NodeEndpoint] = []
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0:
-                    _tb = buf[:_end]
-                    _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 8)
-                    if _node_endpoints_n < 0:
-                        raise ProtocolError('non-nullable array NodeEndpoints is null')
-                    _node_endpoints = []
-                    _node_endpoints_dec = BeginQuorumEpochResponse.NodeEndpoint._decode
-                    for _ in range(_node_endpoints_n):
-                        _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
-                        _node_endpoints.append(_node_endpoints_e)
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0:
+                        _tb = buf[:_end]
+                        _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 8)
+                        if _node_endpoints_n < 0:
+                            raise ProtocolError('non-nullable array NodeEndpoints is null')
+                        _node_endpoints = []
+                        _node_endpoints_dec = BeginQuorumEpochResponse.NodeEndpoint._decode
+                        for _ in range(_node_endpoints_n):
+                            _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
+                            _node_endpoints.append(_node_endpoints_e)
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
         return BeginQuorumEpochResponse(_error_code, _topics, _node_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -421,11 +466,14 @@ class BeginQuorumEpochResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+            _tags: list[tuple[int, bytes | bytearray]] = []
             if bool(self.node_endpoints):
                 _tb = bytearray()
                 _tb += uvarint_bytes(len(self.node_endpoints) + 1)
                 for _node_endpoints_e in self.node_endpoints:
                     _node_endpoints_e._encode(_tb, version)
                 _tags.append((0, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"

@@ -54,35 +54,41 @@ class BrokerHeartbeatRequest(Message):
         pos += 22
         _offline_log_dirs: list[uuid.UUID] = []
         _unknown: list[tuple[int, bytes]] | None = None
-        _ntags, pos = read_uvarint(buf, pos)
-        for _ in range(_ntags):
-            _tag, pos, _end = read_tag_header(buf, pos)
-            if _tag == 0 and version >= 1:
-                _tb = buf[:_end]
-                _offline_log_dirs_n, pos = read_compact_array_len(_tb, pos, 16)
-                if _offline_log_dirs_n < 0:
-                    raise ProtocolError('non-nullable array OfflineLogDirs is null')
-                _offline_log_dirs = []
-                for _ in range(_offline_log_dirs_n):
-                    _offline_log_dirs_e, pos = read_uuid(_tb, pos)
-                    _offline_log_dirs.append(_offline_log_dirs_e)
-            else:
-                if _unknown is None:
-                    _unknown = []
-                _unknown.append((_tag, bytes(buf[pos:_end])))
-            pos = _end
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _ntags, pos = read_uvarint(buf, pos)
+            for _ in range(_ntags):
+                _tag, pos, _end = read_tag_header(buf, pos)
+                if _tag == 0 and version >= 1:
+                    _tb = buf[:_end]
+                    _offline_log_dirs_n, pos = read_compact_array_len(_tb, pos, 16)
+                    if _offline_log_dirs_n < 0:
+                        raise ProtocolError('non-nullable array OfflineLogDirs is null')
+                    _offline_log_dirs = []
+                    for _ in range(_offline_log_dirs_n):
+                        _offline_log_dirs_e, pos = read_uuid(_tb, pos)
+                        _offline_log_dirs.append(_offline_log_dirs_e)
+                else:
+                    if _unknown is None:
+                        _unknown = []
+                    _unknown.append((_tag, bytes(buf[pos:_end])))
+                pos = _end
         return BrokerHeartbeatRequest(_broker_id, _broker_epoch, _current_metadata_offset, _want_fence, _want_shut_down, _offline_log_dirs, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S0.pack(self.broker_id, self.broker_epoch, self.current_metadata_offset, self.want_fence, self.want_shut_down)
-        _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+        _tags: list[tuple[int, bytes | bytearray]] = []
         if bool(self.offline_log_dirs) and version >= 1:
             _tb = bytearray()
             _tb += uvarint_bytes(len(self.offline_log_dirs) + 1)
             for _offline_log_dirs_e in self.offline_log_dirs:
                 _tb += _offline_log_dirs_e.bytes
             _tags.append((0, _tb))
-        write_tagged_fields(out, _tags)
+        if _tags or self.unknown_tagged_fields:
+            write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -113,9 +119,15 @@ class BrokerHeartbeatResponse(Message):
         _throttle_time_ms, _error_code, _is_caught_up, _is_fenced, _should_shut_down = _S1.unpack_from(buf, pos)
         pos += 9
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return BrokerHeartbeatResponse(_throttle_time_ms, _error_code, _is_caught_up, _is_fenced, _should_shut_down, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S1.pack(self.throttle_time_ms, self.error_code, self.is_caught_up, self.is_fenced, self.should_shut_down)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

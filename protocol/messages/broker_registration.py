@@ -62,14 +62,20 @@ class BrokerRegistrationRequest(Message):
             _port, _security_protocol = _S0.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return BrokerRegistrationRequest.Listener(_name, _host, _port, _security_protocol, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_string(out, self.host)
             out += _S0.pack(self.port, self.security_protocol)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Feature:
@@ -88,13 +94,19 @@ class BrokerRegistrationRequest(Message):
             _min_supported_version, _max_supported_version = _S1.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return BrokerRegistrationRequest.Feature(_name, _min_supported_version, _max_supported_version, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             out += _S1.pack(self.min_supported_version, self.max_supported_version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     broker_id: int = 0
     cluster_id: str = ''
@@ -154,7 +166,10 @@ class BrokerRegistrationRequest(Message):
             (_previous_broker_epoch,) = _S4.unpack_from(buf, pos)
             pos += 8
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return BrokerRegistrationRequest(_broker_id, _cluster_id, _incarnation_id, _listeners, _features, _rack, _is_migrating_zk_broker, _log_dirs, _previous_broker_epoch, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -178,7 +193,10 @@ class BrokerRegistrationRequest(Message):
                 out += _log_dirs_e.bytes
         if version >= 3:
             out += _S4.pack(self.previous_broker_epoch)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -205,9 +223,15 @@ class BrokerRegistrationResponse(Message):
         _throttle_time_ms, _error_code, _broker_epoch = _S5.unpack_from(buf, pos)
         pos += 14
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return BrokerRegistrationResponse(_throttle_time_ms, _error_code, _broker_epoch, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S5.pack(self.throttle_time_ms, self.error_code, self.broker_epoch)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -58,7 +58,10 @@ class ConsumerGroupDescribeRequest(Message):
         (_include_authorized_operations,) = _S0.unpack_from(buf, pos)
         pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ConsumerGroupDescribeRequest(_group_ids, _include_authorized_operations, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -66,7 +69,10 @@ class ConsumerGroupDescribeRequest(Message):
         for _group_ids_e in self.group_ids:
             write_compact_string(out, _group_ids_e)
         out += _S0.pack(self.include_authorized_operations)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -100,7 +106,10 @@ class ConsumerGroupDescribeResponse(Message):
             _partitions = list(struct.unpack_from(f'>{_partitions_n}i', buf, pos))
             pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ConsumerGroupDescribeResponse.TopicPartitions(_topic_id, _topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -108,7 +117,10 @@ class ConsumerGroupDescribeResponse(Message):
             write_compact_string(out, self.topic_name)
             out += uvarint_bytes(len(self.partitions) + 1)
             out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Assignment:
@@ -127,14 +139,20 @@ class ConsumerGroupDescribeResponse(Message):
                 _topic_partitions_e, pos = _topic_partitions_dec(buf, pos, version)
                 _topic_partitions.append(_topic_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ConsumerGroupDescribeResponse.Assignment(_topic_partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += uvarint_bytes(len(self.topic_partitions) + 1)
             for _topic_partitions_e in self.topic_partitions:
                 _topic_partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Member:
@@ -180,7 +198,10 @@ class ConsumerGroupDescribeResponse(Message):
             _target_assignment: ConsumerGroupDescribeResponse.Assignment
             _target_assignment, pos = ConsumerGroupDescribeResponse.Assignment._decode(buf, pos, version)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ConsumerGroupDescribeResponse.Member(_member_id, _instance_id, _rack_id, _member_epoch, _client_id, _client_host, _subscribed_topic_names, _subscribed_topic_regex, _assignment, _target_assignment, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -196,7 +217,10 @@ class ConsumerGroupDescribeResponse(Message):
             write_compact_nullable_string(out, self.subscribed_topic_regex)
             self.assignment._encode(out, version)
             self.target_assignment._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class DescribedGroup:
@@ -241,7 +265,10 @@ class ConsumerGroupDescribeResponse(Message):
             (_authorized_operations,) = _S1.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ConsumerGroupDescribeResponse.DescribedGroup(_error_code, _error_message, _group_id, _group_state, _group_epoch, _assignment_epoch, _assignor_name, _members, _authorized_operations, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -255,7 +282,10 @@ class ConsumerGroupDescribeResponse(Message):
             for _members_e in self.members:
                 _members_e._encode(out, version)
             out += _S1.pack(self.authorized_operations)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     groups: list[ConsumerGroupDescribeResponse.DescribedGroup] = field(default_factory=list)
@@ -276,7 +306,10 @@ class ConsumerGroupDescribeResponse(Message):
             _groups_e, pos = _groups_dec(buf, pos, version)
             _groups.append(_groups_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ConsumerGroupDescribeResponse(_throttle_time_ms, _groups, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -284,4 +317,7 @@ class ConsumerGroupDescribeResponse(Message):
         out += uvarint_bytes(len(self.groups) + 1)
         for _groups_e in self.groups:
             _groups_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

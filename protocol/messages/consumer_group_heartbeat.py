@@ -57,14 +57,20 @@ class ConsumerGroupHeartbeatRequest(Message):
             _partitions = list(struct.unpack_from(f'>{_partitions_n}i', buf, pos))
             pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ConsumerGroupHeartbeatRequest.TopicPartitions(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += self.topic_id.bytes
             out += uvarint_bytes(len(self.partitions) + 1)
             out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     group_id: str = ''
     member_id: str = ''
@@ -119,7 +125,10 @@ class ConsumerGroupHeartbeatRequest(Message):
                 _topic_partitions_e, pos = _topic_partitions_dec(buf, pos, version)
                 _topic_partitions.append(_topic_partitions_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ConsumerGroupHeartbeatRequest(_group_id, _member_id, _member_epoch, _instance_id, _rack_id, _rebalance_timeout_ms, _subscribed_topic_names, _subscribed_topic_regex, _server_assignor, _topic_partitions, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -146,7 +155,10 @@ class ConsumerGroupHeartbeatRequest(Message):
             out += uvarint_bytes(len(self.topic_partitions) + 1)
             for _topic_partitions_e in self.topic_partitions:
                 _topic_partitions_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -177,14 +189,20 @@ class ConsumerGroupHeartbeatResponse(Message):
             _partitions = list(struct.unpack_from(f'>{_partitions_n}i', buf, pos))
             pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ConsumerGroupHeartbeatResponse.TopicPartitions(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += self.topic_id.bytes
             out += uvarint_bytes(len(self.partitions) + 1)
             out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Assignment:
@@ -203,14 +221,20 @@ class ConsumerGroupHeartbeatResponse(Message):
                 _topic_partitions_e, pos = _topic_partitions_dec(buf, pos, version)
                 _topic_partitions.append(_topic_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ConsumerGroupHeartbeatResponse.Assignment(_topic_partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += uvarint_bytes(len(self.topic_partitions) + 1)
             for _topic_partitions_e in self.topic_partitions:
                 _topic_partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -243,7 +267,10 @@ class ConsumerGroupHeartbeatResponse(Message):
         else:
             _assignment, pos = ConsumerGroupHeartbeatResponse.Assignment._decode(buf, pos, version)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ConsumerGroupHeartbeatResponse(_throttle_time_ms, _error_code, _error_message, _member_id, _member_epoch, _heartbeat_interval_ms, _assignment, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -256,4 +283,7 @@ class ConsumerGroupHeartbeatResponse(Message):
         else:
             out += b"\x01"
             self.assignment._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -54,7 +54,10 @@ class ControlledShutdownRequest(Message):
             pos += 8
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ControlledShutdownRequest(_broker_id, _broker_epoch, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -63,7 +66,10 @@ class ControlledShutdownRequest(Message):
         if version >= 2:
             out += _S1.pack(self.broker_epoch)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -97,7 +103,10 @@ class ControlledShutdownResponse(Message):
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ControlledShutdownResponse.RemainingPartition(_topic_name, _partition_index, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -108,7 +117,10 @@ class ControlledShutdownResponse(Message):
                 write_string(out, self.topic_name)
             out += _S0.pack(self.partition_index)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     error_code: int = 0
     remaining_partitions: list[ControlledShutdownResponse.RemainingPartition] = field(default_factory=list)
@@ -139,7 +151,10 @@ class ControlledShutdownResponse(Message):
                 _remaining_partitions.append(_remaining_partitions_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ControlledShutdownResponse(_error_code, _remaining_partitions, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -154,4 +169,7 @@ class ControlledShutdownResponse(Message):
             for _remaining_partitions_e in self.remaining_partitions:
                 _remaining_partitions_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -61,14 +61,20 @@ class ControllerRegistrationRequest(Message):
             _port, _security_protocol = _S0.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ControllerRegistrationRequest.Listener(_name, _host, _port, _security_protocol, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_string(out, self.host)
             out += _S0.pack(self.port, self.security_protocol)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Feature:
@@ -87,13 +93,19 @@ class ControllerRegistrationRequest(Message):
             _min_supported_version, _max_supported_version = _S1.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ControllerRegistrationRequest.Feature(_name, _min_supported_version, _max_supported_version, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             out += _S1.pack(self.min_supported_version, self.max_supported_version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     controller_id: int = 0
     incarnation_id: uuid.UUID = ZERO_UUID
@@ -131,7 +143,10 @@ class ControllerRegistrationRequest(Message):
             _features_e, pos = _features_dec(buf, pos, version)
             _features.append(_features_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ControllerRegistrationRequest(_controller_id, _incarnation_id, _zk_migration_ready, _listeners, _features, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -144,7 +159,10 @@ class ControllerRegistrationRequest(Message):
         out += uvarint_bytes(len(self.features) + 1)
         for _features_e in self.features:
             _features_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -172,10 +190,16 @@ class ControllerRegistrationResponse(Message):
         _error_message: str | None
         _error_message, pos = read_compact_nullable_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ControllerRegistrationResponse(_throttle_time_ms, _error_code, _error_message, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S4.pack(self.throttle_time_ms, self.error_code)
         write_compact_nullable_string(out, self.error_message)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

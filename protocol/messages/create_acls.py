@@ -85,7 +85,10 @@ class CreateAclsRequest(Message):
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreateAclsRequest.AclCreation(_resource_type, _resource_name, _resource_pattern_type, _principal, _host, _operation, _permission_type, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -109,7 +112,10 @@ class CreateAclsRequest(Message):
                 write_string(out, self.host)
             out += _S1.pack(self.operation, self.permission_type)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     creations: list[CreateAclsRequest.AclCreation] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -136,7 +142,10 @@ class CreateAclsRequest(Message):
                 _creations.append(_creations_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return CreateAclsRequest(_creations, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -150,7 +159,10 @@ class CreateAclsRequest(Message):
             for _creations_e in self.creations:
                 _creations_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -183,7 +195,10 @@ class CreateAclsResponse(Message):
                 _error_message, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreateAclsResponse.AclCreationResult(_error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -194,7 +209,10 @@ class CreateAclsResponse(Message):
             else:
                 write_nullable_string(out, self.error_message)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     results: list[CreateAclsResponse.AclCreationResult] = field(default_factory=list)
@@ -225,7 +243,10 @@ class CreateAclsResponse(Message):
                 _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return CreateAclsResponse(_throttle_time_ms, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -240,4 +261,7 @@ class CreateAclsResponse(Message):
             for _results_e in self.results:
                 _results_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

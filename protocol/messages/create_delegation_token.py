@@ -66,7 +66,10 @@ class CreateDelegationTokenRequest(Message):
                 _principal_name, pos = read_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreateDelegationTokenRequest.CreatableRenewers(_principal_type, _principal_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -80,7 +83,10 @@ class CreateDelegationTokenRequest(Message):
             else:
                 write_string(out, self.principal_name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     owner_principal_type: str | None = ''
     owner_principal_name: str | None = ''
@@ -119,7 +125,10 @@ class CreateDelegationTokenRequest(Message):
         pos += 8
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return CreateDelegationTokenRequest(_owner_principal_type, _owner_principal_name, _renewers, _max_lifetime_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -142,7 +151,10 @@ class CreateDelegationTokenRequest(Message):
                 _renewers_e._encode(out, version)
         out += _S0.pack(self.max_lifetime_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -211,7 +223,10 @@ class CreateDelegationTokenResponse(Message):
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return CreateDelegationTokenResponse(_error_code, _principal_type, _principal_name, _token_requester_principal_type, _token_requester_principal_name, _issue_timestamp_ms, _expiry_timestamp_ms, _max_timestamp_ms, _token_id, _hmac, _throttle_time_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -244,4 +259,7 @@ class CreateDelegationTokenResponse(Message):
             write_bytes(out, self.hmac)
         out += _S3.pack(self.throttle_time_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -64,7 +64,10 @@ class CreatePartitionsRequest(Message):
                 pos += _broker_ids_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreatePartitionsRequest.CreatePartitionsAssignment(_broker_ids, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -76,7 +79,10 @@ class CreatePartitionsRequest(Message):
                 out += I32.pack(len(self.broker_ids))
                 out += struct.pack(f'>{len(self.broker_ids)}i', *self.broker_ids)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class CreatePartitionsTopic:
@@ -120,7 +126,10 @@ class CreatePartitionsRequest(Message):
                         _assignments.append(_assignments_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreatePartitionsRequest.CreatePartitionsTopic(_name, _count, _assignments, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -145,7 +154,10 @@ class CreatePartitionsRequest(Message):
                     for _assignments_e in self.assignments:
                         _assignments_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     topics: list[CreatePartitionsRequest.CreatePartitionsTopic] = field(default_factory=list)
     timeout_ms: int = 0
@@ -178,7 +190,10 @@ class CreatePartitionsRequest(Message):
         pos += 5
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return CreatePartitionsRequest(_topics, _timeout_ms, _validate_only, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -193,7 +208,10 @@ class CreatePartitionsRequest(Message):
                 _topics_e._encode(out, version)
         out += _S1.pack(self.timeout_ms, self.validate_only)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -232,7 +250,10 @@ class CreatePartitionsResponse(Message):
                 _error_message, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreatePartitionsResponse.CreatePartitionsTopicResult(_name, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -247,7 +268,10 @@ class CreatePartitionsResponse(Message):
             else:
                 write_nullable_string(out, self.error_message)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     results: list[CreatePartitionsResponse.CreatePartitionsTopicResult] = field(default_factory=list)
@@ -278,7 +302,10 @@ class CreatePartitionsResponse(Message):
                 _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return CreatePartitionsResponse(_throttle_time_ms, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -293,4 +320,7 @@ class CreatePartitionsResponse(Message):
             for _results_e in self.results:
                 _results_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -75,7 +75,10 @@ class CreateTopicsRequest(Message):
                 pos += _broker_ids_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreateTopicsRequest.CreatableReplicaAssignment(_partition_index, _broker_ids, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -88,7 +91,10 @@ class CreateTopicsRequest(Message):
                 out += I32.pack(len(self.broker_ids))
                 out += struct.pack(f'>{len(self.broker_ids)}i', *self.broker_ids)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class CreatableTopicConfig:
@@ -112,7 +118,10 @@ class CreateTopicsRequest(Message):
                 _value, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreateTopicsRequest.CreatableTopicConfig(_name, _value, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -126,7 +135,10 @@ class CreateTopicsRequest(Message):
             else:
                 write_nullable_string(out, self.value)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class CreatableTopic:
@@ -186,7 +198,10 @@ class CreateTopicsRequest(Message):
                     _configs.append(_configs_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return CreateTopicsRequest.CreatableTopic(_name, _num_partitions, _replication_factor, _assignments, _configs, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -213,7 +228,10 @@ class CreateTopicsRequest(Message):
                 for _configs_e in self.configs:
                     _configs_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     topics: list[CreateTopicsRequest.CreatableTopic] = field(default_factory=list)
     timeout_ms: int = 60000
@@ -249,7 +267,10 @@ class CreateTopicsRequest(Message):
             pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return CreateTopicsRequest(_topics, _timeout_ms, _validate_only, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -268,7 +289,10 @@ class CreateTopicsRequest(Message):
         if not (version >= 1) and (self.validate_only is not False):
             raise version_error('CreateTopicsRequest', 'validateOnly', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -303,14 +327,20 @@ class CreateTopicsResponse(Message):
             _read_only, _config_source, _is_sensitive = _S3.unpack_from(buf, pos)
             pos += 3
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return CreateTopicsResponse.CreatableTopicConfigs(_name, _value, _read_only, _config_source, _is_sensitive, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_nullable_string(out, self.value)
             out += _S3.pack(self.read_only, self.config_source, self.is_sensitive)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class CreatableTopicResult:
@@ -364,18 +394,21 @@ class CreateTopicsResponse(Message):
             _topic_config_error_code: int = 0
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _ntags, pos = read_uvarint(buf, pos)
-                for _ in range(_ntags):
-                    _tag, pos, _end = read_tag_header(buf, pos)
-                    if _tag == 0:
-                        _tb = buf[:_end]
-                        (_topic_config_error_code,) = _S4.unpack_from(_tb, pos)
-                        pos += 2
-                    else:
-                        if _unknown is None:
-                            _unknown = []
-                        _unknown.append((_tag, bytes(buf[pos:_end])))
-                    pos = _end
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _ntags, pos = read_uvarint(buf, pos)
+                    for _ in range(_ntags):
+                        _tag, pos, _end = read_tag_header(buf, pos)
+                        if _tag == 0:
+                            _tb = buf[:_end]
+                            (_topic_config_error_code,) = _S4.unpack_from(_tb, pos)
+                            pos += 2
+                        else:
+                            if _unknown is None:
+                                _unknown = []
+                            _unknown.append((_tag, bytes(buf[pos:_end])))
+                        pos = _end
             return CreateTopicsResponse.CreatableTopicResult(_name, _topic_id, _error_code, _error_message, _topic_config_error_code, _num_partitions, _replication_factor, _configs, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -402,12 +435,15 @@ class CreateTopicsResponse(Message):
                     for _configs_e in self.configs:
                         _configs_e._encode(out, version)
             if flexible:
-                _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+                _tags: list[tuple[int, bytes | bytearray]] = []
                 if self.topic_config_error_code != 0:
                     _tb = bytearray()
                     _tb += _S4.pack(self.topic_config_error_code)
                     _tags.append((0, _tb))
-                write_tagged_fields(out, _tags)
+                if _tags or self.unknown_tagged_fields:
+                    write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     topics: list[CreateTopicsResponse.CreatableTopicResult] = field(default_factory=list)
@@ -439,7 +475,10 @@ class CreateTopicsResponse(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return CreateTopicsResponse(_throttle_time_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -455,4 +494,7 @@ class CreateTopicsResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -44,11 +44,17 @@ class DefaultPrincipalData(Message):
         (_token_authenticated,) = _S0.unpack_from(buf, pos)
         pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DefaultPrincipalData(_type, _name, _token_authenticated, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         write_compact_string(out, self.type)
         write_compact_string(out, self.name)
         out += _S0.pack(self.token_authenticated)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -85,7 +85,10 @@ class DeleteAclsRequest(Message):
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteAclsRequest.DeleteAclsFilter(_resource_type_filter, _resource_name_filter, _pattern_type_filter, _principal_filter, _host_filter, _operation, _permission_type, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -109,7 +112,10 @@ class DeleteAclsRequest(Message):
                 write_nullable_string(out, self.host_filter)
             out += _S1.pack(self.operation, self.permission_type)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     filters: list[DeleteAclsRequest.DeleteAclsFilter] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -136,7 +142,10 @@ class DeleteAclsRequest(Message):
                 _filters.append(_filters_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteAclsRequest(_filters, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -150,7 +159,10 @@ class DeleteAclsRequest(Message):
             for _filters_e in self.filters:
                 _filters_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -216,7 +228,10 @@ class DeleteAclsResponse(Message):
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteAclsResponse.DeleteAclsMatchingAcl(_error_code, _error_message, _resource_type, _resource_name, _pattern_type, _principal, _host, _operation, _permission_type, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -245,7 +260,10 @@ class DeleteAclsResponse(Message):
                 write_string(out, self.host)
             out += _S1.pack(self.operation, self.permission_type)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DeleteAclsFilterResult:
@@ -284,7 +302,10 @@ class DeleteAclsResponse(Message):
                     _matching_acls.append(_matching_acls_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteAclsResponse.DeleteAclsFilterResult(_error_code, _error_message, _matching_acls, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -303,7 +324,10 @@ class DeleteAclsResponse(Message):
                 for _matching_acls_e in self.matching_acls:
                     _matching_acls_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     filter_results: list[DeleteAclsResponse.DeleteAclsFilterResult] = field(default_factory=list)
@@ -334,7 +358,10 @@ class DeleteAclsResponse(Message):
                 _filter_results.append(_filter_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteAclsResponse(_throttle_time_ms, _filter_results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -349,4 +376,7 @@ class DeleteAclsResponse(Message):
             for _filter_results_e in self.filter_results:
                 _filter_results_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -60,7 +60,10 @@ class DeleteGroupsRequest(Message):
                 _groups_names.append(_groups_names_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteGroupsRequest(_groups_names, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -74,7 +77,10 @@ class DeleteGroupsRequest(Message):
             for _groups_names_e in self.groups_names:
                 write_string(out, _groups_names_e)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -108,7 +114,10 @@ class DeleteGroupsResponse(Message):
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteGroupsResponse.DeletableGroupResult(_group_id, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -119,7 +128,10 @@ class DeleteGroupsResponse(Message):
                 write_string(out, self.group_id)
             out += _S0.pack(self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     results: list[DeleteGroupsResponse.DeletableGroupResult] = field(default_factory=list)
@@ -150,7 +162,10 @@ class DeleteGroupsResponse(Message):
                 _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteGroupsResponse(_throttle_time_ms, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -165,4 +180,7 @@ class DeleteGroupsResponse(Message):
             for _results_e in self.results:
                 _results_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -53,14 +53,20 @@ class DeleteRecordsRequest(Message):
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteRecordsRequest.DeleteRecordsPartition(_partition_index, _offset, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 2
             out += _S0.pack(self.partition_index, self.offset)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DeleteRecordsTopic:
@@ -95,7 +101,10 @@ class DeleteRecordsRequest(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteRecordsRequest.DeleteRecordsTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -113,7 +122,10 @@ class DeleteRecordsRequest(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     topics: list[DeleteRecordsRequest.DeleteRecordsTopic] = field(default_factory=list)
     timeout_ms: int = 0
@@ -144,7 +156,10 @@ class DeleteRecordsRequest(Message):
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteRecordsRequest(_topics, _timeout_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -159,7 +174,10 @@ class DeleteRecordsRequest(Message):
                 _topics_e._encode(out, version)
         out += _S1.pack(self.timeout_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -191,14 +209,20 @@ class DeleteRecordsResponse(Message):
             pos += 14
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteRecordsResponse.DeleteRecordsPartitionResult(_partition_index, _low_watermark, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 2
             out += _S2.pack(self.partition_index, self.low_watermark, self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DeleteRecordsTopicResult:
@@ -234,7 +258,10 @@ class DeleteRecordsResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteRecordsResponse.DeleteRecordsTopicResult(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -252,7 +279,10 @@ class DeleteRecordsResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     topics: list[DeleteRecordsResponse.DeleteRecordsTopicResult] = field(default_factory=list)
@@ -283,7 +313,10 @@ class DeleteRecordsResponse(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteRecordsResponse(_throttle_time_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -298,4 +331,7 @@ class DeleteRecordsResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

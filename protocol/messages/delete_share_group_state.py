@@ -49,12 +49,18 @@ class DeleteShareGroupStateRequest(Message):
             (_partition,) = _S0.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteShareGroupStateRequest.PartitionData(_partition, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.partition)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class DeleteStateData:
@@ -76,7 +82,10 @@ class DeleteShareGroupStateRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteShareGroupStateRequest.DeleteStateData(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -84,7 +93,10 @@ class DeleteShareGroupStateRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     group_id: str = ''
     topics: list[DeleteShareGroupStateRequest.DeleteStateData] = field(default_factory=list)
@@ -104,7 +116,10 @@ class DeleteShareGroupStateRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteShareGroupStateRequest(_group_id, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -112,7 +127,10 @@ class DeleteShareGroupStateRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -142,13 +160,19 @@ class DeleteShareGroupStateResponse(Message):
             _error_message: str | None
             _error_message, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteShareGroupStateResponse.PartitionResult(_partition, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.partition, self.error_code)
             write_compact_nullable_string(out, self.error_message)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class DeleteStateResult:
@@ -170,7 +194,10 @@ class DeleteShareGroupStateResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteShareGroupStateResponse.DeleteStateResult(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -178,7 +205,10 @@ class DeleteShareGroupStateResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     results: list[DeleteShareGroupStateResponse.DeleteStateResult] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -195,11 +225,17 @@ class DeleteShareGroupStateResponse(Message):
             _results_e, pos = _results_dec(buf, pos, version)
             _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteShareGroupStateResponse(_results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += uvarint_bytes(len(self.results) + 1)
         for _results_e in self.results:
             _results_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

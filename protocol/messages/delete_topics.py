@@ -57,13 +57,19 @@ class DeleteTopicsRequest(Message):
             _topic_id: uuid.UUID
             _topic_id, pos = read_uuid(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteTopicsRequest.DeleteTopicState(_name, _topic_id, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_nullable_string(out, self.name)
             out += self.topic_id.bytes
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     topics: list[DeleteTopicsRequest.DeleteTopicState] = field(default_factory=list)
     topic_names: list[str] = field(default_factory=list)
@@ -104,7 +110,10 @@ class DeleteTopicsRequest(Message):
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteTopicsRequest(_topics, _topic_names, _timeout_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -126,7 +135,10 @@ class DeleteTopicsRequest(Message):
                     write_string(out, _topic_names_e)
         out += _S0.pack(self.timeout_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -174,7 +186,10 @@ class DeleteTopicsResponse(Message):
                 _error_message, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DeleteTopicsResponse.DeletableTopicResult(_name, _topic_id, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -199,7 +214,10 @@ class DeleteTopicsResponse(Message):
             if version >= 5:
                 write_compact_nullable_string(out, self.error_message)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     responses: list[DeleteTopicsResponse.DeletableTopicResult] = field(default_factory=list)
@@ -231,7 +249,10 @@ class DeleteTopicsResponse(Message):
                 _responses.append(_responses_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DeleteTopicsResponse(_throttle_time_ms, _responses, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -247,4 +268,7 @@ class DeleteTopicsResponse(Message):
             for _responses_e in self.responses:
                 _responses_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -82,7 +82,10 @@ class DescribeAclsRequest(Message):
         pos += 2
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeAclsRequest(_resource_type_filter, _resource_name_filter, _pattern_type_filter, _principal_filter, _host_filter, _operation, _permission_type, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -106,7 +109,10 @@ class DescribeAclsRequest(Message):
             write_nullable_string(out, self.host_filter)
         out += _S1.pack(self.operation, self.permission_type)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -147,7 +153,10 @@ class DescribeAclsResponse(Message):
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeAclsResponse.AclDescription(_principal, _host, _operation, _permission_type, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -162,7 +171,10 @@ class DescribeAclsResponse(Message):
                 write_string(out, self.host)
             out += _S1.pack(self.operation, self.permission_type)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DescribeAclsResource:
@@ -206,7 +218,10 @@ class DescribeAclsResponse(Message):
                     _acls.append(_acls_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeAclsResponse.DescribeAclsResource(_resource_type, _resource_name, _pattern_type, _acls, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -229,7 +244,10 @@ class DescribeAclsResponse(Message):
                 for _acls_e in self.acls:
                     _acls_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -268,7 +286,10 @@ class DescribeAclsResponse(Message):
                 _resources.append(_resources_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeAclsResponse(_throttle_time_ms, _error_code, _error_message, _resources, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -287,4 +308,7 @@ class DescribeAclsResponse(Message):
             for _resources_e in self.resources:
                 _resources_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -69,7 +69,10 @@ class DescribeClientQuotasRequest(Message):
                 _match, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeClientQuotasRequest.ComponentData(_entity_type, _match_type, _match, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -84,7 +87,10 @@ class DescribeClientQuotasRequest(Message):
             else:
                 write_nullable_string(out, self.match)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     components: list[DescribeClientQuotasRequest.ComponentData] = field(default_factory=list)
     strict: bool = False
@@ -115,7 +121,10 @@ class DescribeClientQuotasRequest(Message):
         pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeClientQuotasRequest(_components, _strict, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -130,7 +139,10 @@ class DescribeClientQuotasRequest(Message):
                 _components_e._encode(out, version)
         out += _S1.pack(self.strict)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -165,7 +177,10 @@ class DescribeClientQuotasResponse(Message):
                 _entity_name, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeClientQuotasResponse.EntityData(_entity_type, _entity_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -179,7 +194,10 @@ class DescribeClientQuotasResponse(Message):
             else:
                 write_nullable_string(out, self.entity_name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class ValueData:
@@ -200,7 +218,10 @@ class DescribeClientQuotasResponse(Message):
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeClientQuotasResponse.ValueData(_key, _value, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -211,7 +232,10 @@ class DescribeClientQuotasResponse(Message):
                 write_string(out, self.key)
             out += _S2.pack(self.value)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class EntryData:
@@ -258,7 +282,10 @@ class DescribeClientQuotasResponse(Message):
                     _values.append(_values_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeClientQuotasResponse.EntryData(_entity, _values, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -280,7 +307,10 @@ class DescribeClientQuotasResponse(Message):
                 for _values_e in self.values:
                     _values_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -323,7 +353,10 @@ class DescribeClientQuotasResponse(Message):
                     _entries.append(_entries_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeClientQuotasResponse(_throttle_time_ms, _error_code, _error_message, _entries, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -348,4 +381,7 @@ class DescribeClientQuotasResponse(Message):
                 for _entries_e in self.entries:
                     _entries_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

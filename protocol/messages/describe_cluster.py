@@ -51,7 +51,10 @@ class DescribeClusterRequest(Message):
             (_endpoint_type,) = _S1.unpack_from(buf, pos)
             pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeClusterRequest(_include_cluster_authorized_operations, _endpoint_type, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -60,7 +63,10 @@ class DescribeClusterRequest(Message):
             out += _S1.pack(self.endpoint_type)
         if not (version >= 1) and (self.endpoint_type != 1):
             raise version_error('DescribeClusterRequest', 'EndpointType', version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -96,7 +102,10 @@ class DescribeClusterResponse(Message):
             _rack: str | None
             _rack, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeClusterResponse.DescribeClusterBroker(_broker_id, _host, _port, _rack, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -104,7 +113,10 @@ class DescribeClusterResponse(Message):
             write_compact_string(out, self.host)
             out += _S2.pack(self.port)
             write_compact_nullable_string(out, self.rack)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -146,7 +158,10 @@ class DescribeClusterResponse(Message):
         (_cluster_authorized_operations,) = _S2.unpack_from(buf, pos)
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeClusterResponse(_throttle_time_ms, _error_code, _error_message, _endpoint_type, _cluster_id, _controller_id, _brokers, _cluster_authorized_operations, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -162,4 +177,7 @@ class DescribeClusterResponse(Message):
         for _brokers_e in self.brokers:
             _brokers_e._encode(out, version)
         out += _S2.pack(self.cluster_authorized_operations)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

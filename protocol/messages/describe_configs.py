@@ -83,7 +83,10 @@ class DescribeConfigsRequest(Message):
                         _configuration_keys.append(_configuration_keys_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeConfigsRequest.DescribeConfigsResource(_resource_type, _resource_name, _configuration_keys, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -108,7 +111,10 @@ class DescribeConfigsRequest(Message):
                     for _configuration_keys_e in self.configuration_keys:
                         write_string(out, _configuration_keys_e)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     resources: list[DescribeConfigsRequest.DescribeConfigsResource] = field(default_factory=list)
     include_synonyms: bool = False
@@ -145,7 +151,10 @@ class DescribeConfigsRequest(Message):
             pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeConfigsRequest(_resources, _include_synonyms, _include_documentation, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -167,7 +176,10 @@ class DescribeConfigsRequest(Message):
         if not (version >= 3) and (self.include_documentation is not False):
             raise version_error('DescribeConfigsRequest', 'IncludeDocumentation', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -206,7 +218,10 @@ class DescribeConfigsResponse(Message):
             pos += 1
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeConfigsResponse.DescribeConfigsSynonym(_name, _value, _source, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -221,7 +236,10 @@ class DescribeConfigsResponse(Message):
                 write_nullable_string(out, self.value)
             out += _S0.pack(self.source)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DescribeConfigsResourceResult:
@@ -293,7 +311,10 @@ class DescribeConfigsResponse(Message):
                     _documentation, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeConfigsResponse.DescribeConfigsResourceResult(_name, _value, _read_only, _is_default, _config_source, _is_sensitive, _synonyms, _config_type, _documentation, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -331,7 +352,10 @@ class DescribeConfigsResponse(Message):
                 else:
                     write_nullable_string(out, self.documentation)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DescribeConfigsResult:
@@ -380,7 +404,10 @@ class DescribeConfigsResponse(Message):
                     _configs.append(_configs_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeConfigsResponse.DescribeConfigsResult(_error_code, _error_message, _resource_type, _resource_name, _configs, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -404,7 +431,10 @@ class DescribeConfigsResponse(Message):
                 for _configs_e in self.configs:
                     _configs_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     results: list[DescribeConfigsResponse.DescribeConfigsResult] = field(default_factory=list)
@@ -435,7 +465,10 @@ class DescribeConfigsResponse(Message):
                 _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeConfigsResponse(_throttle_time_ms, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -450,4 +483,7 @@ class DescribeConfigsResponse(Message):
             for _results_e in self.results:
                 _results_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

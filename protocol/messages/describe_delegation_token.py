@@ -64,7 +64,10 @@ class DescribeDelegationTokenRequest(Message):
                 _principal_name, pos = read_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeDelegationTokenRequest.DescribeDelegationTokenOwner(_principal_type, _principal_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -78,7 +81,10 @@ class DescribeDelegationTokenRequest(Message):
             else:
                 write_string(out, self.principal_name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     owners: list[DescribeDelegationTokenRequest.DescribeDelegationTokenOwner] | None = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -109,7 +115,10 @@ class DescribeDelegationTokenRequest(Message):
                     _owners.append(_owners_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeDelegationTokenRequest(_owners, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -129,7 +138,10 @@ class DescribeDelegationTokenRequest(Message):
                 for _owners_e in self.owners:
                     _owners_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -164,7 +176,10 @@ class DescribeDelegationTokenResponse(Message):
                 _principal_name, pos = read_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeDelegationTokenResponse.DescribedDelegationTokenRenewer(_principal_type, _principal_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -178,7 +193,10 @@ class DescribeDelegationTokenResponse(Message):
             else:
                 write_string(out, self.principal_name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DescribedDelegationToken:
@@ -247,7 +265,10 @@ class DescribeDelegationTokenResponse(Message):
                     _renewers.append(_renewers_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeDelegationTokenResponse.DescribedDelegationToken(_principal_type, _principal_name, _token_requester_principal_type, _token_requester_principal_name, _issue_timestamp, _expiry_timestamp, _max_timestamp, _token_id, _hmac, _renewers, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -286,7 +307,10 @@ class DescribeDelegationTokenResponse(Message):
                 for _renewers_e in self.renewers:
                     _renewers_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     error_code: int = 0
     tokens: list[DescribeDelegationTokenResponse.DescribedDelegationToken] = field(default_factory=list)
@@ -321,7 +345,10 @@ class DescribeDelegationTokenResponse(Message):
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeDelegationTokenResponse(_error_code, _tokens, _throttle_time_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -337,4 +364,7 @@ class DescribeDelegationTokenResponse(Message):
                 _tokens_e._encode(out, version)
         out += _S2.pack(self.throttle_time_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

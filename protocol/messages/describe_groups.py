@@ -74,7 +74,10 @@ class DescribeGroupsRequest(Message):
             pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeGroupsRequest(_groups, _include_authorized_operations, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -92,7 +95,10 @@ class DescribeGroupsRequest(Message):
         if not (version >= 3) and (self.include_authorized_operations is not False):
             raise version_error('DescribeGroupsRequest', 'IncludeAuthorizedOperations', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -152,7 +158,10 @@ class DescribeGroupsResponse(Message):
                 _member_assignment, pos = read_bytes(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeGroupsResponse.DescribedGroupMember(_member_id, _group_instance_id, _client_id, _client_host, _member_metadata, _member_assignment, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -183,7 +192,10 @@ class DescribeGroupsResponse(Message):
             else:
                 write_bytes(out, self.member_assignment)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DescribedGroup:
@@ -245,7 +257,10 @@ class DescribeGroupsResponse(Message):
                 pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeGroupsResponse.DescribedGroup(_error_code, _group_id, _group_state, _protocol_type, _protocol_data, _members, _authorized_operations, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -280,7 +295,10 @@ class DescribeGroupsResponse(Message):
             if not (version >= 3) and (self.authorized_operations != -2147483648):
                 raise version_error('DescribeGroupsResponse', 'AuthorizedOperations', version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     groups: list[DescribeGroupsResponse.DescribedGroup] = field(default_factory=list)
@@ -312,7 +330,10 @@ class DescribeGroupsResponse(Message):
                 _groups.append(_groups_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeGroupsResponse(_throttle_time_ms, _groups, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -328,4 +349,7 @@ class DescribeGroupsResponse(Message):
             for _groups_e in self.groups:
                 _groups_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -68,7 +68,10 @@ class DescribeLogDirsRequest(Message):
                 pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeLogDirsRequest.DescribableLogDirTopic(_topic, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -84,7 +87,10 @@ class DescribeLogDirsRequest(Message):
                 out += I32.pack(len(self.partitions))
                 out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     topics: list[DescribeLogDirsRequest.DescribableLogDirTopic] | None = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -115,7 +121,10 @@ class DescribeLogDirsRequest(Message):
                     _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeLogDirsRequest(_topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -135,7 +144,10 @@ class DescribeLogDirsRequest(Message):
                 for _topics_e in self.topics:
                     _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -168,14 +180,20 @@ class DescribeLogDirsResponse(Message):
             pos += 21
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeLogDirsResponse.DescribeLogDirsPartition(_partition_index, _partition_size, _offset_lag, _is_future_key, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 2
             out += _S0.pack(self.partition_index, self.partition_size, self.offset_lag, self.is_future_key)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DescribeLogDirsTopic:
@@ -210,7 +228,10 @@ class DescribeLogDirsResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeLogDirsResponse.DescribeLogDirsTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -228,7 +249,10 @@ class DescribeLogDirsResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class DescribeLogDirsResult:
@@ -274,7 +298,10 @@ class DescribeLogDirsResponse(Message):
                 pos += 16
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeLogDirsResponse.DescribeLogDirsResult(_error_code, _log_dir, _topics, _total_bytes, _usable_bytes, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -295,7 +322,10 @@ class DescribeLogDirsResponse(Message):
             if version >= 4:
                 out += _S2.pack(self.total_bytes, self.usable_bytes)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -331,7 +361,10 @@ class DescribeLogDirsResponse(Message):
                 _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeLogDirsResponse(_throttle_time_ms, _error_code, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -348,4 +381,7 @@ class DescribeLogDirsResponse(Message):
             for _results_e in self.results:
                 _results_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -54,12 +54,18 @@ class DescribeQuorumRequest(Message):
             (_partition_index,) = _S0.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeQuorumRequest.PartitionData(_partition_index, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.partition_index)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -81,7 +87,10 @@ class DescribeQuorumRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeQuorumRequest.TopicData(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -89,7 +98,10 @@ class DescribeQuorumRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     topics: list[DescribeQuorumRequest.TopicData] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -106,14 +118,20 @@ class DescribeQuorumRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeQuorumRequest(_topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -153,7 +171,10 @@ class DescribeQuorumResponse(Message):
                 _last_fetch_timestamp, _last_caught_up_timestamp = _S2.unpack_from(buf, pos)
                 pos += 16
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeQuorumResponse.ReplicaState(_replica_id, _replica_directory_id, _log_end_offset, _last_fetch_timestamp, _last_caught_up_timestamp, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -165,7 +186,10 @@ class DescribeQuorumResponse(Message):
             out += _S1.pack(self.log_end_offset)
             if version >= 1:
                 out += _S2.pack(self.last_fetch_timestamp, self.last_caught_up_timestamp)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionData:
@@ -212,7 +236,10 @@ class DescribeQuorumResponse(Message):
                 _observers_e, pos = _observers_dec(buf, pos, version)
                 _observers.append(_observers_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeQuorumResponse.PartitionData(_partition_index, _error_code, _error_message, _leader_id, _leader_epoch, _high_watermark, _current_voters, _observers, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -226,7 +253,10 @@ class DescribeQuorumResponse(Message):
             out += uvarint_bytes(len(self.observers) + 1)
             for _observers_e in self.observers:
                 _observers_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -248,7 +278,10 @@ class DescribeQuorumResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeQuorumResponse.TopicData(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -256,7 +289,10 @@ class DescribeQuorumResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Listener:
@@ -276,14 +312,20 @@ class DescribeQuorumResponse(Message):
             (_port,) = _S5.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeQuorumResponse.Listener(_name, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_string(out, self.host)
             out += _S5.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Node:
@@ -307,7 +349,10 @@ class DescribeQuorumResponse(Message):
                 _listeners_e, pos = _listeners_dec(buf, pos, version)
                 _listeners.append(_listeners_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeQuorumResponse.Node(_node_id, _listeners, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -315,7 +360,10 @@ class DescribeQuorumResponse(Message):
             out += uvarint_bytes(len(self.listeners) + 1)
             for _listeners_e in self.listeners:
                 _listeners_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     error_code: int = 0
     error_message: str | None = ''
@@ -351,7 +399,10 @@ class DescribeQuorumResponse(Message):
                 _nodes_e, pos = _nodes_dec(buf, pos, version)
                 _nodes.append(_nodes_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeQuorumResponse(_error_code, _error_message, _topics, _nodes, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -367,4 +418,7 @@ class DescribeQuorumResponse(Message):
                 _nodes_e._encode(out, version)
         if not (version >= 2) and (bool(self.nodes)):
             raise version_error('DescribeQuorumResponse', 'Nodes', version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -51,12 +51,18 @@ class DescribeTopicPartitionsRequest(Message):
             _name: str
             _name, pos = read_compact_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeTopicPartitionsRequest.TopicRequest(_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Cursor:
@@ -72,13 +78,19 @@ class DescribeTopicPartitionsRequest(Message):
             (_partition_index,) = _S0.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeTopicPartitionsRequest.Cursor(_topic_name, _partition_index, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.topic_name)
             out += _S0.pack(self.partition_index)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     topics: list[DescribeTopicPartitionsRequest.TopicRequest] = field(default_factory=list)
     response_partition_limit: int = 2000
@@ -107,7 +119,10 @@ class DescribeTopicPartitionsRequest(Message):
         else:
             _cursor, pos = DescribeTopicPartitionsRequest.Cursor._decode(buf, pos, version)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeTopicPartitionsRequest(_topics, _response_partition_limit, _cursor, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -120,7 +135,10 @@ class DescribeTopicPartitionsRequest(Message):
         else:
             out += b"\x01"
             self.cursor._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -188,7 +206,10 @@ class DescribeTopicPartitionsResponse(Message):
             _offline_replicas = list(struct.unpack_from(f'>{_offline_replicas_n}i', buf, pos))
             pos += _offline_replicas_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition(_error_code, _partition_index, _leader_id, _leader_epoch, _replica_nodes, _isr_nodes, _eligible_leader_replicas, _last_known_elr, _offline_replicas, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -209,7 +230,10 @@ class DescribeTopicPartitionsResponse(Message):
                 out += struct.pack(f'>{len(self.last_known_elr)}i', *self.last_known_elr)
             out += uvarint_bytes(len(self.offline_replicas) + 1)
             out += struct.pack(f'>{len(self.offline_replicas)}i', *self.offline_replicas)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class DescribeTopicPartitionsResponseTopic:
@@ -247,7 +271,10 @@ class DescribeTopicPartitionsResponse(Message):
             (_topic_authorized_operations,) = _S0.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic(_error_code, _name, _topic_id, _is_internal, _partitions, _topic_authorized_operations, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -259,7 +286,10 @@ class DescribeTopicPartitionsResponse(Message):
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
             out += _S0.pack(self.topic_authorized_operations)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Cursor:
@@ -275,13 +305,19 @@ class DescribeTopicPartitionsResponse(Message):
             (_partition_index,) = _S0.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeTopicPartitionsResponse.Cursor(_topic_name, _partition_index, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.topic_name)
             out += _S0.pack(self.partition_index)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     topics: list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic] = field(default_factory=list)
@@ -310,7 +346,10 @@ class DescribeTopicPartitionsResponse(Message):
         else:
             _next_cursor, pos = DescribeTopicPartitionsResponse.Cursor._decode(buf, pos, version)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeTopicPartitionsResponse(_throttle_time_ms, _topics, _next_cursor, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -323,4 +362,7 @@ class DescribeTopicPartitionsResponse(Message):
         else:
             out += b"\x01"
             self.next_cursor._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

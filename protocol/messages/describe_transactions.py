@@ -48,14 +48,20 @@ class DescribeTransactionsRequest(Message):
             _transactional_ids_e, pos = read_compact_string(buf, pos)
             _transactional_ids.append(_transactional_ids_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeTransactionsRequest(_transactional_ids, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += uvarint_bytes(len(self.transactional_ids) + 1)
         for _transactional_ids_e in self.transactional_ids:
             write_compact_string(out, _transactional_ids_e)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -87,14 +93,20 @@ class DescribeTransactionsResponse(Message):
             _partitions = list(struct.unpack_from(f'>{_partitions_n}i', buf, pos))
             pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeTransactionsResponse.TopicData(_topic, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.topic)
             out += uvarint_bytes(len(self.partitions) + 1)
             out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TransactionState:
@@ -133,7 +145,10 @@ class DescribeTransactionsResponse(Message):
                 _topics_e, pos = _topics_dec(buf, pos, version)
                 _topics.append(_topics_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeTransactionsResponse.TransactionState(_error_code, _transactional_id, _transaction_state, _transaction_timeout_ms, _transaction_start_time_ms, _producer_id, _producer_epoch, _topics, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -144,7 +159,10 @@ class DescribeTransactionsResponse(Message):
             out += uvarint_bytes(len(self.topics) + 1)
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     transaction_states: list[DescribeTransactionsResponse.TransactionState] = field(default_factory=list)
@@ -165,7 +183,10 @@ class DescribeTransactionsResponse(Message):
             _transaction_states_e, pos = _transaction_states_dec(buf, pos, version)
             _transaction_states.append(_transaction_states_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeTransactionsResponse(_throttle_time_ms, _transaction_states, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -173,4 +194,7 @@ class DescribeTransactionsResponse(Message):
         out += uvarint_bytes(len(self.transaction_states) + 1)
         for _transaction_states_e in self.transaction_states:
             _transaction_states_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

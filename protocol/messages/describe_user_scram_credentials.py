@@ -46,12 +46,18 @@ class DescribeUserScramCredentialsRequest(Message):
             _name: str
             _name, pos = read_compact_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeUserScramCredentialsRequest.UserName(_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     users: list[DescribeUserScramCredentialsRequest.UserName] | None = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -69,7 +75,10 @@ class DescribeUserScramCredentialsRequest(Message):
                 _users_e, pos = _users_dec(buf, pos, version)
                 _users.append(_users_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeUserScramCredentialsRequest(_users, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -79,7 +88,10 @@ class DescribeUserScramCredentialsRequest(Message):
             out += uvarint_bytes(len(self.users) + 1)
             for _users_e in self.users:
                 _users_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -106,12 +118,18 @@ class DescribeUserScramCredentialsResponse(Message):
             _mechanism, _iterations = _S0.unpack_from(buf, pos)
             pos += 5
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeUserScramCredentialsResponse.CredentialInfo(_mechanism, _iterations, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.mechanism, self.iterations)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class DescribeUserScramCredentialsResult:
@@ -140,7 +158,10 @@ class DescribeUserScramCredentialsResponse(Message):
                 _credential_infos_e, pos = _credential_infos_dec(buf, pos, version)
                 _credential_infos.append(_credential_infos_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return DescribeUserScramCredentialsResponse.DescribeUserScramCredentialsResult(_user, _error_code, _error_message, _credential_infos, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -150,7 +171,10 @@ class DescribeUserScramCredentialsResponse(Message):
             out += uvarint_bytes(len(self.credential_infos) + 1)
             for _credential_infos_e in self.credential_infos:
                 _credential_infos_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -176,7 +200,10 @@ class DescribeUserScramCredentialsResponse(Message):
             _results_e, pos = _results_dec(buf, pos, version)
             _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return DescribeUserScramCredentialsResponse(_throttle_time_ms, _error_code, _error_message, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -185,4 +212,7 @@ class DescribeUserScramCredentialsResponse(Message):
         out += uvarint_bytes(len(self.results) + 1)
         for _results_e in self.results:
             _results_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

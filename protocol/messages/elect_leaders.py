@@ -72,7 +72,10 @@ class ElectLeadersRequest(Message):
                 pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ElectLeadersRequest.TopicPartitions(_topic, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -88,7 +91,10 @@ class ElectLeadersRequest(Message):
                 out += I32.pack(len(self.partitions))
                 out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     election_type: int = 0
     topic_partitions: list[ElectLeadersRequest.TopicPartitions] | None = field(default_factory=list)
@@ -128,7 +134,10 @@ class ElectLeadersRequest(Message):
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ElectLeadersRequest(_election_type, _topic_partitions, _timeout_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -153,7 +162,10 @@ class ElectLeadersRequest(Message):
                     _topic_partitions_e._encode(out, version)
         out += _S1.pack(self.timeout_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -188,7 +200,10 @@ class ElectLeadersResponse(Message):
                 _error_message, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ElectLeadersResponse.PartitionResult(_partition_id, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -199,7 +214,10 @@ class ElectLeadersResponse(Message):
             else:
                 write_nullable_string(out, self.error_message)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class ReplicaElectionResult:
@@ -234,7 +252,10 @@ class ElectLeadersResponse(Message):
                     _partition_result.append(_partition_result_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ElectLeadersResponse.ReplicaElectionResult(_topic, _partition_result, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -252,7 +273,10 @@ class ElectLeadersResponse(Message):
                 for _partition_result_e in self.partition_result:
                     _partition_result_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -288,7 +312,10 @@ class ElectLeadersResponse(Message):
                 _replica_election_results.append(_replica_election_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ElectLeadersResponse(_throttle_time_ms, _error_code, _replica_election_results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -307,4 +334,7 @@ class ElectLeadersResponse(Message):
             for _replica_election_results_e in self.replica_election_results:
                 _replica_election_results_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -63,13 +63,19 @@ class EndQuorumEpochRequest(Message):
             _candidate_directory_id: uuid.UUID
             _candidate_directory_id, pos = read_uuid(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return EndQuorumEpochRequest.ReplicaInfo(_candidate_id, _candidate_directory_id, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.candidate_id)
             out += self.candidate_directory_id.bytes
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionData:
@@ -105,7 +111,10 @@ class EndQuorumEpochRequest(Message):
                     _preferred_candidates.append(_preferred_candidates_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return EndQuorumEpochRequest.PartitionData(_partition_index, _leader_id, _leader_epoch, _preferred_successors, _preferred_candidates, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -119,7 +128,10 @@ class EndQuorumEpochRequest(Message):
                 for _preferred_candidates_e in self.preferred_candidates:
                     _preferred_candidates_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -154,7 +166,10 @@ class EndQuorumEpochRequest(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return EndQuorumEpochRequest.TopicData(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -172,7 +187,10 @@ class EndQuorumEpochRequest(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class LeaderEndpoint:
@@ -192,14 +210,20 @@ class EndQuorumEpochRequest(Message):
             (_port,) = _S2.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return EndQuorumEpochRequest.LeaderEndpoint(_name, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_string(out, self.host)
             out += _S2.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     cluster_id: str | None = None
     topics: list[EndQuorumEpochRequest.TopicData] = field(default_factory=list)
@@ -243,7 +267,10 @@ class EndQuorumEpochRequest(Message):
                 _leader_endpoints.append(_leader_endpoints_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return EndQuorumEpochRequest(_cluster_id, _topics, _leader_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -265,7 +292,10 @@ class EndQuorumEpochRequest(Message):
             for _leader_endpoints_e in self.leader_endpoints:
                 _leader_endpoints_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -298,14 +328,20 @@ class EndQuorumEpochResponse(Message):
             pos += 14
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return EndQuorumEpochResponse.PartitionData(_partition_index, _error_code, _leader_id, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 1
             out += _S3.pack(self.partition_index, self.error_code, self.leader_id, self.leader_epoch)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -340,7 +376,10 @@ class EndQuorumEpochResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return EndQuorumEpochResponse.TopicData(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -358,7 +397,10 @@ class EndQuorumEpochResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class NodeEndpoint:
@@ -379,14 +421,20 @@ class EndQuorumEpochResponse(Message):
             (_port,) = _S2.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return EndQuorumEpochResponse.NodeEndpoint(_node_id, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.node_id)
             write_compact_string(out, self.host)
             out += _S2.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     error_code: int = 0
     topics: list[EndQuorumEpochResponse.TopicData] = field(default_factory=list)
@@ -419,24 +467,27 @@ class EndQuorumEpochResponse(Message):
         _node_endpoints: list[EndQuorumEpochResponse.NodeEndpoint] = []
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0:
-                    _tb = buf[:_end]
-                    _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 8)
-                    if _node_endpoints_n < 0:
-                        raise ProtocolError('non-nullable array NodeEndpoints is null')
-                    _node_endpoints = []
-                    _node_endpoints_dec = EndQuorumEpochResponse.NodeEndpoint._decode
-                    for _ in range(_node_endpoints_n):
-                        _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
-                        _node_endpoints.append(_node_endpoints_e)
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0:
+                        _tb = buf[:_end]
+                        _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 8)
+                        if _node_endpoints_n < 0:
+                            raise ProtocolError('non-nullable array NodeEndpoints is null')
+                        _node_endpoints = []
+                        _node_endpoints_dec = EndQuorumEpochResponse.NodeEndpoint._decode
+                        for _ in range(_node_endpoints_n):
+                            _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
+                            _node_endpoints.append(_node_endpoints_e)
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
         return EndQuorumEpochResponse(_error_code, _topics, _node_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -451,11 +502,14 @@ class EndQuorumEpochResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+            _tags: list[tuple[int, bytes | bytearray]] = []
             if bool(self.node_endpoints):
                 _tb = bytearray()
                 _tb += uvarint_bytes(len(self.node_endpoints) + 1)
                 for _node_endpoints_e in self.node_endpoints:
                     _node_endpoints_e._encode(_tb, version)
                 _tags.append((0, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"

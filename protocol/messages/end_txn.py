@@ -54,7 +54,10 @@ class EndTxnRequest(Message):
         pos += 11
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return EndTxnRequest(_transactional_id, _producer_id, _producer_epoch, _committed, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -65,7 +68,10 @@ class EndTxnRequest(Message):
             write_string(out, self.transactional_id)
         out += _S0.pack(self.producer_id, self.producer_epoch, self.committed)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -99,7 +105,10 @@ class EndTxnResponse(Message):
             pos += 10
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return EndTxnResponse(_throttle_time_ms, _error_code, _producer_id, _producer_epoch, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -108,4 +117,7 @@ class EndTxnResponse(Message):
         if version >= 5:
             out += _S2.pack(self.producer_id, self.producer_epoch)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -45,14 +45,20 @@ class EnvelopeRequest(Message):
         _client_host_address: bytes | memoryview
         _client_host_address, pos = read_compact_bytes(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return EnvelopeRequest(_request_data, _request_principal, _client_host_address, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         write_compact_bytes(out, self.request_data)
         write_compact_nullable_bytes(out, self.request_principal)
         write_compact_bytes(out, self.client_host_address)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -78,10 +84,16 @@ class EnvelopeResponse(Message):
         (_error_code,) = _S0.unpack_from(buf, pos)
         pos += 2
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return EnvelopeResponse(_response_data, _error_code, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         write_compact_nullable_bytes(out, self.response_data)
         out += _S0.pack(self.error_code)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -49,7 +49,10 @@ class ExpireDelegationTokenRequest(Message):
         pos += 8
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ExpireDelegationTokenRequest(_hmac, _expiry_time_period_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -60,7 +63,10 @@ class ExpireDelegationTokenRequest(Message):
             write_bytes(out, self.hmac)
         out += _S0.pack(self.expiry_time_period_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -89,11 +95,17 @@ class ExpireDelegationTokenResponse(Message):
         pos += 14
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ExpireDelegationTokenResponse(_error_code, _expiry_timestamp_ms, _throttle_time_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         flexible = version >= 2
         out += _S1.pack(self.error_code, self.expiry_timestamp_ms, self.throttle_time_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

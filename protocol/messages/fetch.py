@@ -67,12 +67,18 @@ class FetchRequest(Message):
             _replica_id, _replica_epoch = _S0.unpack_from(buf, pos)
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchRequest.ReplicaState(_replica_id, _replica_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.replica_id, self.replica_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class FetchPartition:
@@ -112,17 +118,20 @@ class FetchRequest(Message):
             _replica_directory_id: uuid.UUID = ZERO_UUID
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _ntags, pos = read_uvarint(buf, pos)
-                for _ in range(_ntags):
-                    _tag, pos, _end = read_tag_header(buf, pos)
-                    if _tag == 0 and version >= 17:
-                        _tb = buf[:_end]
-                        _replica_directory_id, pos = read_uuid(_tb, pos)
-                    else:
-                        if _unknown is None:
-                            _unknown = []
-                        _unknown.append((_tag, bytes(buf[pos:_end])))
-                    pos = _end
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _ntags, pos = read_uvarint(buf, pos)
+                    for _ in range(_ntags):
+                        _tag, pos, _end = read_tag_header(buf, pos)
+                        if _tag == 0 and version >= 17:
+                            _tb = buf[:_end]
+                            _replica_directory_id, pos = read_uuid(_tb, pos)
+                        else:
+                            if _unknown is None:
+                                _unknown = []
+                            _unknown.append((_tag, bytes(buf[pos:_end])))
+                        pos = _end
             return FetchRequest.FetchPartition(_partition, _current_leader_epoch, _fetch_offset, _last_fetched_epoch, _log_start_offset, _partition_max_bytes, _replica_directory_id, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -139,12 +148,15 @@ class FetchRequest(Message):
                 out += _S2.pack(self.log_start_offset)
             out += _S1.pack(self.partition_max_bytes)
             if flexible:
-                _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+                _tags: list[tuple[int, bytes | bytearray]] = []
                 if self.replica_directory_id != ZERO_UUID and version >= 17:
                     _tb = bytearray()
                     _tb += self.replica_directory_id.bytes
                     _tags.append((0, _tb))
-                write_tagged_fields(out, _tags)
+                if _tags or self.unknown_tagged_fields:
+                    write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class FetchTopic:
@@ -184,7 +196,10 @@ class FetchRequest(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return FetchRequest.FetchTopic(_topic, _topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -205,7 +220,10 @@ class FetchRequest(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class ForgottenTopic:
@@ -239,7 +257,10 @@ class FetchRequest(Message):
                 pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return FetchRequest.ForgottenTopic(_topic, _topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -258,7 +279,10 @@ class FetchRequest(Message):
                 out += I32.pack(len(self.partitions))
                 out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     cluster_id: str | None = None
     replica_id: int = -1
@@ -343,20 +367,23 @@ class FetchRequest(Message):
         _replica_state: FetchRequest.ReplicaState = FetchRequest.ReplicaState()
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0:
-                    _tb = buf[:_end]
-                    _cluster_id, pos = read_compact_nullable_string(_tb, pos)
-                elif _tag == 1 and version >= 15:
-                    _tb = buf[:_end]
-                    _replica_state, pos = FetchRequest.ReplicaState._decode(_tb, pos, version)
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0:
+                        _tb = buf[:_end]
+                        _cluster_id, pos = read_compact_nullable_string(_tb, pos)
+                    elif _tag == 1 and version >= 15:
+                        _tb = buf[:_end]
+                        _replica_state, pos = FetchRequest.ReplicaState._decode(_tb, pos, version)
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
         return FetchRequest(_cluster_id, _replica_id, _replica_state, _max_wait_ms, _min_bytes, _max_bytes, _isolation_level, _session_id, _session_epoch, _topics, _forgotten_topics_data, _rack_id, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -397,16 +424,19 @@ class FetchRequest(Message):
             else:
                 write_string(out, self.rack_id)
         if flexible:
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+            _tags: list[tuple[int, bytes | bytearray]] = []
             if self.cluster_id is not None:
                 _tb = bytearray()
                 write_compact_nullable_string(_tb, self.cluster_id)
                 _tags.append((0, _tb))
-            if self.replica_state != FetchRequest.ReplicaState() and version >= 15:
+            if self.replica_state != _DEFAULT0 and version >= 15:
                 _tb = bytearray()
                 self.replica_state._encode(_tb, version)
                 _tags.append((1, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -433,12 +463,18 @@ class FetchResponse(Message):
             _epoch, _end_offset = _S0.unpack_from(buf, pos)
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchResponse.EpochEndOffset(_epoch, _end_offset, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.epoch, self.end_offset)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class LeaderIdAndEpoch:
@@ -453,12 +489,18 @@ class FetchResponse(Message):
             _leader_id, _leader_epoch = _S3.unpack_from(buf, pos)
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchResponse.LeaderIdAndEpoch(_leader_id, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S3.pack(self.leader_id, self.leader_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class SnapshotId:
@@ -473,12 +515,18 @@ class FetchResponse(Message):
             _end_offset, _epoch = _S5.unpack_from(buf, pos)
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchResponse.SnapshotId(_end_offset, _epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S5.pack(self.end_offset, self.epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class AbortedTransaction:
@@ -495,14 +543,20 @@ class FetchResponse(Message):
             pos += 16
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return FetchResponse.AbortedTransaction(_producer_id, _first_offset, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 12
             out += _S6.pack(self.producer_id, self.first_offset)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionData:
@@ -571,23 +625,26 @@ class FetchResponse(Message):
             _snapshot_id: FetchResponse.SnapshotId = FetchResponse.SnapshotId()
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _ntags, pos = read_uvarint(buf, pos)
-                for _ in range(_ntags):
-                    _tag, pos, _end = read_tag_header(buf, pos)
-                    if _tag == 0:
-                        _tb = buf[:_end]
-                        _diverging_epoch, pos = FetchResponse.EpochEndOffset._decode(_tb, pos, version)
-                    elif _tag == 1:
-                        _tb = buf[:_end]
-                        _current_leader, pos = FetchResponse.LeaderIdAndEpoch._decode(_tb, pos, version)
-                    elif _tag == 2:
-                        _tb = buf[:_end]
-                        _snapshot_id, pos = FetchResponse.SnapshotId._decode(_tb, pos, version)
-                    else:
-                        if _unknown is None:
-                            _unknown = []
-                        _unknown.append((_tag, bytes(buf[pos:_end])))
-                    pos = _end
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _ntags, pos = read_uvarint(buf, pos)
+                    for _ in range(_ntags):
+                        _tag, pos, _end = read_tag_header(buf, pos)
+                        if _tag == 0:
+                            _tb = buf[:_end]
+                            _diverging_epoch, pos = FetchResponse.EpochEndOffset._decode(_tb, pos, version)
+                        elif _tag == 1:
+                            _tb = buf[:_end]
+                            _current_leader, pos = FetchResponse.LeaderIdAndEpoch._decode(_tb, pos, version)
+                        elif _tag == 2:
+                            _tb = buf[:_end]
+                            _snapshot_id, pos = FetchResponse.SnapshotId._decode(_tb, pos, version)
+                        else:
+                            if _unknown is None:
+                                _unknown = []
+                            _unknown.append((_tag, bytes(buf[pos:_end])))
+                        pos = _end
             return FetchResponse.PartitionData(_partition_index, _error_code, _high_watermark, _last_stable_offset, _log_start_offset, _diverging_epoch, _current_leader, _snapshot_id, _aborted_transactions, _preferred_read_replica, _records, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -621,20 +678,23 @@ class FetchResponse(Message):
             else:
                 write_records(out, self.records)
             if flexible:
-                _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
-                if self.diverging_epoch != FetchResponse.EpochEndOffset():
+                _tags: list[tuple[int, bytes | bytearray]] = []
+                if self.diverging_epoch != _DEFAULT1:
                     _tb = bytearray()
                     self.diverging_epoch._encode(_tb, version)
                     _tags.append((0, _tb))
-                if self.current_leader != FetchResponse.LeaderIdAndEpoch():
+                if self.current_leader != _DEFAULT2:
                     _tb = bytearray()
                     self.current_leader._encode(_tb, version)
                     _tags.append((1, _tb))
-                if self.snapshot_id != FetchResponse.SnapshotId():
+                if self.snapshot_id != _DEFAULT3:
                     _tb = bytearray()
                     self.snapshot_id._encode(_tb, version)
                     _tags.append((2, _tb))
-                write_tagged_fields(out, _tags)
+                if _tags or self.unknown_tagged_fields:
+                    write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class FetchableTopicResponse:
@@ -674,7 +734,10 @@ class FetchResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return FetchResponse.FetchableTopicResponse(_topic, _topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -695,7 +758,10 @@ class FetchResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class NodeEndpoint:
@@ -719,7 +785,10 @@ class FetchResponse(Message):
             _rack: str | None
             _rack, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchResponse.NodeEndpoint(_node_id, _host, _port, _rack, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -727,7 +796,10 @@ class FetchResponse(Message):
             write_compact_string(out, self.host)
             out += _S1.pack(self.port)
             write_compact_nullable_string(out, self.rack)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -768,24 +840,27 @@ class FetchResponse(Message):
         _node_endpoints: list[FetchResponse.NodeEndpoint] = []
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0 and version >= 16:
-                    _tb = buf[:_end]
-                    _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 11)
-                    if _node_endpoints_n < 0:
-                        raise ProtocolError('non-nullable array NodeEndpoints is null')
-                    _node_endpoints = []
-                    _node_endpoints_dec = FetchResponse.NodeEndpoint._decode
-                    for _ in range(_node_endpoints_n):
-                        _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
-                        _node_endpoints.append(_node_endpoints_e)
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0 and version >= 16:
+                        _tb = buf[:_end]
+                        _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 11)
+                        if _node_endpoints_n < 0:
+                            raise ProtocolError('non-nullable array NodeEndpoints is null')
+                        _node_endpoints = []
+                        _node_endpoints_dec = FetchResponse.NodeEndpoint._decode
+                        for _ in range(_node_endpoints_n):
+                            _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
+                            _node_endpoints.append(_node_endpoints_e)
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
         return FetchResponse(_throttle_time_ms, _error_code, _session_id, _responses, _node_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -805,11 +880,21 @@ class FetchResponse(Message):
             for _responses_e in self.responses:
                 _responses_e._encode(out, version)
         if flexible:
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+            _tags: list[tuple[int, bytes | bytearray]] = []
             if bool(self.node_endpoints) and version >= 16:
                 _tb = bytearray()
                 _tb += uvarint_bytes(len(self.node_endpoints) + 1)
                 for _node_endpoints_e in self.node_endpoints:
                     _node_endpoints_e._encode(_tb, version)
                 _tags.append((0, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"
+
+
+# Default values that encoders compare against; never handed out.
+_DEFAULT0 = FetchRequest.ReplicaState()
+_DEFAULT1 = FetchResponse.EpochEndOffset()
+_DEFAULT2 = FetchResponse.LeaderIdAndEpoch()
+_DEFAULT3 = FetchResponse.SnapshotId()

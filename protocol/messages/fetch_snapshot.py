@@ -59,12 +59,18 @@ class FetchSnapshotRequest(Message):
             _end_offset, _epoch = _S0.unpack_from(buf, pos)
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchSnapshotRequest.SnapshotId(_end_offset, _epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.end_offset, self.epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionSnapshot:
@@ -88,29 +94,35 @@ class FetchSnapshotRequest(Message):
             pos += 8
             _replica_directory_id: uuid.UUID = ZERO_UUID
             _unknown: list[tuple[int, bytes]] | None = None
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0 and version >= 1:
-                    _tb = buf[:_end]
-                    _replica_directory_id, pos = read_uuid(_tb, pos)
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0 and version >= 1:
+                        _tb = buf[:_end]
+                        _replica_directory_id, pos = read_uuid(_tb, pos)
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
             return FetchSnapshotRequest.PartitionSnapshot(_partition, _current_leader_epoch, _snapshot_id, _position, _replica_directory_id, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.partition, self.current_leader_epoch)
             self.snapshot_id._encode(out, version)
             out += _S2.pack(self.position)
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+            _tags: list[tuple[int, bytes | bytearray]] = []
             if self.replica_directory_id != ZERO_UUID and version >= 1:
                 _tb = bytearray()
                 _tb += self.replica_directory_id.bytes
                 _tags.append((0, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicSnapshot:
@@ -132,7 +144,10 @@ class FetchSnapshotRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchSnapshotRequest.TopicSnapshot(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -140,7 +155,10 @@ class FetchSnapshotRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     cluster_id: str | None = None
     replica_id: int = -1
@@ -165,17 +183,20 @@ class FetchSnapshotRequest(Message):
             _topics.append(_topics_e)
         _cluster_id: str | None = None
         _unknown: list[tuple[int, bytes]] | None = None
-        _ntags, pos = read_uvarint(buf, pos)
-        for _ in range(_ntags):
-            _tag, pos, _end = read_tag_header(buf, pos)
-            if _tag == 0:
-                _tb = buf[:_end]
-                _cluster_id, pos = read_compact_nullable_string(_tb, pos)
-            else:
-                if _unknown is None:
-                    _unknown = []
-                _unknown.append((_tag, bytes(buf[pos:_end])))
-            pos = _end
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _ntags, pos = read_uvarint(buf, pos)
+            for _ in range(_ntags):
+                _tag, pos, _end = read_tag_header(buf, pos)
+                if _tag == 0:
+                    _tb = buf[:_end]
+                    _cluster_id, pos = read_compact_nullable_string(_tb, pos)
+                else:
+                    if _unknown is None:
+                        _unknown = []
+                    _unknown.append((_tag, bytes(buf[pos:_end])))
+                pos = _end
         return FetchSnapshotRequest(_cluster_id, _replica_id, _max_bytes, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -183,12 +204,15 @@ class FetchSnapshotRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+        _tags: list[tuple[int, bytes | bytearray]] = []
         if self.cluster_id is not None:
             _tb = bytearray()
             write_compact_nullable_string(_tb, self.cluster_id)
             _tags.append((0, _tb))
-        write_tagged_fields(out, _tags)
+        if _tags or self.unknown_tagged_fields:
+            write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -215,12 +239,18 @@ class FetchSnapshotResponse(Message):
             _end_offset, _epoch = _S0.unpack_from(buf, pos)
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchSnapshotResponse.SnapshotId(_end_offset, _epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.end_offset, self.epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class LeaderIdAndEpoch:
@@ -235,12 +265,18 @@ class FetchSnapshotResponse(Message):
             _leader_id, _leader_epoch = _S1.unpack_from(buf, pos)
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchSnapshotResponse.LeaderIdAndEpoch(_leader_id, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.leader_id, self.leader_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionSnapshot:
@@ -269,17 +305,20 @@ class FetchSnapshotResponse(Message):
             _unaligned_records, pos = read_compact_nullable_bytes(buf, pos)
             _current_leader: FetchSnapshotResponse.LeaderIdAndEpoch = FetchSnapshotResponse.LeaderIdAndEpoch()
             _unknown: list[tuple[int, bytes]] | None = None
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0:
-                    _tb = buf[:_end]
-                    _current_leader, pos = FetchSnapshotResponse.LeaderIdAndEpoch._decode(_tb, pos, version)
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0:
+                        _tb = buf[:_end]
+                        _current_leader, pos = FetchSnapshotResponse.LeaderIdAndEpoch._decode(_tb, pos, version)
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
             return FetchSnapshotResponse.PartitionSnapshot(_index, _error_code, _snapshot_id, _current_leader, _size, _position, _unaligned_records, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -287,12 +326,15 @@ class FetchSnapshotResponse(Message):
             self.snapshot_id._encode(out, version)
             out += _S4.pack(self.size, self.position)
             write_compact_records(out, self.unaligned_records)
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
-            if self.current_leader != FetchSnapshotResponse.LeaderIdAndEpoch():
+            _tags: list[tuple[int, bytes | bytearray]] = []
+            if self.current_leader != _DEFAULT0:
                 _tb = bytearray()
                 self.current_leader._encode(_tb, version)
                 _tags.append((0, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicSnapshot:
@@ -314,7 +356,10 @@ class FetchSnapshotResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchSnapshotResponse.TopicSnapshot(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -322,7 +367,10 @@ class FetchSnapshotResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class NodeEndpoint:
@@ -343,14 +391,20 @@ class FetchSnapshotResponse(Message):
             (_port,) = _S6.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FetchSnapshotResponse.NodeEndpoint(_node_id, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S5.pack(self.node_id)
             write_compact_string(out, self.host)
             out += _S6.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -375,24 +429,27 @@ class FetchSnapshotResponse(Message):
             _topics.append(_topics_e)
         _node_endpoints: list[FetchSnapshotResponse.NodeEndpoint] = []
         _unknown: list[tuple[int, bytes]] | None = None
-        _ntags, pos = read_uvarint(buf, pos)
-        for _ in range(_ntags):
-            _tag, pos, _end = read_tag_header(buf, pos)
-            if _tag == 0 and version >= 1:
-                _tb = buf[:_end]
-                _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 8)
-                if _node_endpoints_n < 0:
-                    raise ProtocolError('non-nullable array NodeEndpoints is null')
-                _node_endpoints = []
-                _node_endpoints_dec = FetchSnapshotResponse.NodeEndpoint._decode
-                for _ in range(_node_endpoints_n):
-                    _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
-                    _node_endpoints.append(_node_endpoints_e)
-            else:
-                if _unknown is None:
-                    _unknown = []
-                _unknown.append((_tag, bytes(buf[pos:_end])))
-            pos = _end
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _ntags, pos = read_uvarint(buf, pos)
+            for _ in range(_ntags):
+                _tag, pos, _end = read_tag_header(buf, pos)
+                if _tag == 0 and version >= 1:
+                    _tb = buf[:_end]
+                    _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 8)
+                    if _node_endpoints_n < 0:
+                        raise ProtocolError('non-nullable array NodeEndpoints is null')
+                    _node_endpoints = []
+                    _node_endpoints_dec = FetchSnapshotResponse.NodeEndpoint._decode
+                    for _ in range(_node_endpoints_n):
+                        _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
+                        _node_endpoints.append(_node_endpoints_e)
+                else:
+                    if _unknown is None:
+                        _unknown = []
+                    _unknown.append((_tag, bytes(buf[pos:_end])))
+                pos = _end
         return FetchSnapshotResponse(_throttle_time_ms, _error_code, _topics, _node_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -400,11 +457,18 @@ class FetchSnapshotResponse(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+        _tags: list[tuple[int, bytes | bytearray]] = []
         if bool(self.node_endpoints) and version >= 1:
             _tb = bytearray()
             _tb += uvarint_bytes(len(self.node_endpoints) + 1)
             for _node_endpoints_e in self.node_endpoints:
                 _node_endpoints_e._encode(_tb, version)
             _tags.append((0, _tb))
-        write_tagged_fields(out, _tags)
+        if _tags or self.unknown_tagged_fields:
+            write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+        else:
+            out += b"\x00"
+
+
+# Default values that encoders compare against; never handed out.
+_DEFAULT0 = FetchSnapshotResponse.LeaderIdAndEpoch()

@@ -70,7 +70,10 @@ class FindCoordinatorRequest(Message):
                 _coordinator_keys.append(_coordinator_keys_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return FindCoordinatorRequest(_key, _key_type, _coordinator_keys, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -93,7 +96,10 @@ class FindCoordinatorRequest(Message):
         if not (version >= 4) and (bool(self.coordinator_keys)):
             raise version_error('FindCoordinatorRequest', 'CoordinatorKeys', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -133,7 +139,10 @@ class FindCoordinatorResponse(Message):
             _error_message: str | None
             _error_message, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return FindCoordinatorResponse.Coordinator(_key, _node_id, _host, _port, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -142,7 +151,10 @@ class FindCoordinatorResponse(Message):
             write_compact_string(out, self.host)
             out += _S2.pack(self.port, self.error_code)
             write_compact_nullable_string(out, self.error_message)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -196,7 +208,10 @@ class FindCoordinatorResponse(Message):
                 _coordinators.append(_coordinators_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return FindCoordinatorResponse(_throttle_time_ms, _error_code, _error_message, _node_id, _host, _port, _coordinators, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -234,4 +249,7 @@ class FindCoordinatorResponse(Message):
         if not (version >= 4) and (bool(self.coordinators)):
             raise version_error('FindCoordinatorResponse', 'Coordinators', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -45,12 +45,18 @@ class GetTelemetrySubscriptionsRequest(Message):
         _client_instance_id: uuid.UUID
         _client_instance_id, pos = read_uuid(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return GetTelemetrySubscriptionsRequest(_client_instance_id, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += self.client_instance_id.bytes
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -106,7 +112,10 @@ class GetTelemetrySubscriptionsResponse(Message):
             _requested_metrics_e, pos = read_compact_string(buf, pos)
             _requested_metrics.append(_requested_metrics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return GetTelemetrySubscriptionsResponse(_throttle_time_ms, _error_code, _client_instance_id, _subscription_id, _accepted_compression_types, _push_interval_ms, _telemetry_max_bytes, _delta_temporality, _requested_metrics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -119,4 +128,7 @@ class GetTelemetrySubscriptionsResponse(Message):
         out += uvarint_bytes(len(self.requested_metrics) + 1)
         for _requested_metrics_e in self.requested_metrics:
             write_compact_string(out, _requested_metrics_e)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -66,7 +66,10 @@ class HeartbeatRequest(Message):
                 _group_instance_id, pos = read_nullable_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return HeartbeatRequest(_group_id, _generation_id, _member_id, _group_instance_id, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -88,7 +91,10 @@ class HeartbeatRequest(Message):
         if not (version >= 3) and (self.group_instance_id is not None):
             raise version_error('HeartbeatRequest', 'GroupInstanceId', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -118,7 +124,10 @@ class HeartbeatResponse(Message):
         pos += 2
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return HeartbeatResponse(_throttle_time_ms, _error_code, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -127,4 +136,7 @@ class HeartbeatResponse(Message):
             out += _S0.pack(self.throttle_time_ms)
         out += _S1.pack(self.error_code)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

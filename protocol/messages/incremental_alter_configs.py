@@ -69,7 +69,10 @@ class IncrementalAlterConfigsRequest(Message):
                 _value, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return IncrementalAlterConfigsRequest.AlterableConfig(_name, _config_operation, _value, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -84,7 +87,10 @@ class IncrementalAlterConfigsRequest(Message):
             else:
                 write_nullable_string(out, self.value)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class AlterConfigsResource:
@@ -124,7 +130,10 @@ class IncrementalAlterConfigsRequest(Message):
                     _configs.append(_configs_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return IncrementalAlterConfigsRequest.AlterConfigsResource(_resource_type, _resource_name, _configs, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -143,7 +152,10 @@ class IncrementalAlterConfigsRequest(Message):
                 for _configs_e in self.configs:
                     _configs_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     resources: list[IncrementalAlterConfigsRequest.AlterConfigsResource] = field(default_factory=list)
     validate_only: bool = False
@@ -174,7 +186,10 @@ class IncrementalAlterConfigsRequest(Message):
         pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return IncrementalAlterConfigsRequest(_resources, _validate_only, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -189,7 +204,10 @@ class IncrementalAlterConfigsRequest(Message):
                 _resources_e._encode(out, version)
         out += _S1.pack(self.validate_only)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -232,7 +250,10 @@ class IncrementalAlterConfigsResponse(Message):
                 _resource_name, pos = read_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(_error_code, _error_message, _resource_type, _resource_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -248,7 +269,10 @@ class IncrementalAlterConfigsResponse(Message):
             else:
                 write_string(out, self.resource_name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     responses: list[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse] = field(default_factory=list)
@@ -279,7 +303,10 @@ class IncrementalAlterConfigsResponse(Message):
                 _responses.append(_responses_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return IncrementalAlterConfigsResponse(_throttle_time_ms, _responses, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -294,4 +321,7 @@ class IncrementalAlterConfigsResponse(Message):
             for _responses_e in self.responses:
                 _responses_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

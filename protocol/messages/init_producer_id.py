@@ -57,7 +57,10 @@ class InitProducerIdRequest(Message):
             pos += 10
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return InitProducerIdRequest(_transactional_id, _transaction_timeout_ms, _producer_id, _producer_epoch, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -72,7 +75,10 @@ class InitProducerIdRequest(Message):
         if not (version >= 3) and (self.producer_id != -1 or self.producer_epoch != -1):
             raise version_error('InitProducerIdRequest', 'ProducerId, ProducerEpoch', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -103,11 +109,17 @@ class InitProducerIdResponse(Message):
         pos += 16
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return InitProducerIdResponse(_throttle_time_ms, _error_code, _producer_id, _producer_epoch, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         flexible = version >= 2
         out += _S2.pack(self.throttle_time_ms, self.error_code, self.producer_id, self.producer_epoch)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

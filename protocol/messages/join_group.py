@@ -68,7 +68,10 @@ class JoinGroupRequest(Message):
                 _metadata, pos = read_bytes(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return JoinGroupRequest.JoinGroupRequestProtocol(_name, _metadata, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -82,7 +85,10 @@ class JoinGroupRequest(Message):
             else:
                 write_bytes(out, self.metadata)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     group_id: str = ''
     session_timeout_ms: int = 0
@@ -147,7 +153,10 @@ class JoinGroupRequest(Message):
             _reason, pos = read_compact_nullable_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return JoinGroupRequest(_group_id, _session_timeout_ms, _rebalance_timeout_ms, _member_id, _group_instance_id, _protocol_type, _protocols, _reason, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -185,7 +194,10 @@ class JoinGroupRequest(Message):
         if version >= 8:
             write_compact_nullable_string(out, self.reason)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -227,7 +239,10 @@ class JoinGroupResponse(Message):
                 _metadata, pos = read_bytes(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return JoinGroupResponse.JoinGroupResponseMember(_member_id, _group_instance_id, _metadata, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -246,7 +261,10 @@ class JoinGroupResponse(Message):
             else:
                 write_bytes(out, self.metadata)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -317,7 +335,10 @@ class JoinGroupResponse(Message):
                 _members.append(_members_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return JoinGroupResponse(_throttle_time_ms, _error_code, _generation_id, _protocol_type, _protocol_name, _leader, _skip_assignment, _member_id, _members, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -362,4 +383,7 @@ class JoinGroupResponse(Message):
             for _members_e in self.members:
                 _members_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -35,9 +35,15 @@ class KRaftVersionRecord(Message):
         _version, _k_raft_version = _S0.unpack_from(buf, pos)
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return KRaftVersionRecord(_version, _k_raft_version, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S0.pack(self.version, self.k_raft_version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

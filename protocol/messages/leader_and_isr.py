@@ -132,7 +132,10 @@ class LeaderAndIsrRequest(Message):
                 pos += 1
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return LeaderAndIsrRequest.LeaderAndIsrPartitionState(_topic_name, _partition_index, _controller_epoch, _leader, _leader_epoch, _isr, _partition_epoch, _replicas, _adding_replicas, _removing_replicas, _is_new, _leader_recovery_state, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -174,7 +177,10 @@ class LeaderAndIsrRequest(Message):
             if not (version >= 6) and (self.leader_recovery_state != 0):
                 raise version_error('LeaderAndIsrRequest', 'LeaderRecoveryState', version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class LeaderAndIsrTopicState:
@@ -213,7 +219,10 @@ class LeaderAndIsrRequest(Message):
                     _partition_states.append(_partition_states_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return LeaderAndIsrRequest.LeaderAndIsrTopicState(_topic_name, _topic_id, _partition_states, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -233,7 +242,10 @@ class LeaderAndIsrRequest(Message):
                 for _partition_states_e in self.partition_states:
                     _partition_states_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class LeaderAndIsrLiveLeader:
@@ -258,7 +270,10 @@ class LeaderAndIsrRequest(Message):
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return LeaderAndIsrRequest.LeaderAndIsrLiveLeader(_broker_id, _host_name, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -270,7 +285,10 @@ class LeaderAndIsrRequest(Message):
                 write_string(out, self.host_name)
             out += _S1.pack(self.port)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     controller_id: int = 0
     is_k_raft_controller: bool = False
@@ -348,7 +366,10 @@ class LeaderAndIsrRequest(Message):
                 _live_leaders.append(_live_leaders_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return LeaderAndIsrRequest(_controller_id, _is_k_raft_controller, _controller_epoch, _broker_epoch, _type, _ungrouped_partition_states, _topic_states, _live_leaders, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -391,7 +412,10 @@ class LeaderAndIsrRequest(Message):
             for _live_leaders_e in self.live_leaders:
                 _live_leaders_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -427,7 +451,10 @@ class LeaderAndIsrResponse(Message):
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return LeaderAndIsrResponse.LeaderAndIsrPartitionError(_topic_name, _partition_index, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -439,7 +466,10 @@ class LeaderAndIsrResponse(Message):
                     write_string(out, self.topic_name)
             out += _S5.pack(self.partition_index, self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class LeaderAndIsrTopicError:
@@ -462,7 +492,10 @@ class LeaderAndIsrResponse(Message):
                 _partition_errors_e, pos = _partition_errors_dec(buf, pos, version)
                 _partition_errors.append(_partition_errors_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return LeaderAndIsrResponse.LeaderAndIsrTopicError(_topic_id, _partition_errors, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -470,7 +503,10 @@ class LeaderAndIsrResponse(Message):
             out += uvarint_bytes(len(self.partition_errors) + 1)
             for _partition_errors_e in self.partition_errors:
                 _partition_errors_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     error_code: int = 0
     partition_errors: list[LeaderAndIsrResponse.LeaderAndIsrPartitionError] = field(default_factory=list)
@@ -513,7 +549,10 @@ class LeaderAndIsrResponse(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return LeaderAndIsrResponse(_error_code, _partition_errors, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -537,4 +576,7 @@ class LeaderAndIsrResponse(Message):
         if not (version >= 5) and (bool(self.topics)):
             raise version_error('LeaderAndIsrResponse', 'Topics', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

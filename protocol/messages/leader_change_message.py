@@ -49,7 +49,10 @@ class LeaderChangeMessage(Message):
             if version >= 1:
                 _voter_directory_id, pos = read_uuid(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return LeaderChangeMessage.Voter(_voter_id, _voter_directory_id, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -58,7 +61,10 @@ class LeaderChangeMessage(Message):
                 out += self.voter_directory_id.bytes
             if not (version >= 1) and (self.voter_directory_id != ZERO_UUID):
                 raise version_error('LeaderChangeMessage', 'VoterDirectoryId', version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     version: int = 0
     leader_id: int = 0
@@ -91,7 +97,10 @@ class LeaderChangeMessage(Message):
             _granting_voters_e, pos = _granting_voters_dec(buf, pos, version)
             _granting_voters.append(_granting_voters_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return LeaderChangeMessage(_version, _leader_id, _voters, _granting_voters, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -102,4 +111,7 @@ class LeaderChangeMessage(Message):
         out += uvarint_bytes(len(self.granting_voters) + 1)
         for _granting_voters_e in self.granting_voters:
             _granting_voters_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -66,7 +66,10 @@ class LeaveGroupRequest(Message):
                 _reason, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return LeaveGroupRequest.MemberIdentity(_member_id, _group_instance_id, _reason, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -82,7 +85,10 @@ class LeaveGroupRequest(Message):
             if version >= 5:
                 write_compact_nullable_string(out, self.reason)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     group_id: str = ''
     member_id: str = ''
@@ -120,7 +126,10 @@ class LeaveGroupRequest(Message):
                     _members.append(_members_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return LeaveGroupRequest(_group_id, _member_id, _members, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -145,7 +154,10 @@ class LeaveGroupRequest(Message):
         if not (version >= 3) and (bool(self.members)):
             raise version_error('LeaveGroupRequest', 'Members', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -184,7 +196,10 @@ class LeaveGroupResponse(Message):
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return LeaveGroupResponse.MemberResponse(_member_id, _group_instance_id, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -199,7 +214,10 @@ class LeaveGroupResponse(Message):
                 write_nullable_string(out, self.group_instance_id)
             out += _S0.pack(self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -236,7 +254,10 @@ class LeaveGroupResponse(Message):
                     _members.append(_members_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return LeaveGroupResponse(_throttle_time_ms, _error_code, _members, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -256,4 +277,7 @@ class LeaveGroupResponse(Message):
         if not (version >= 3) and (bool(self.members)):
             raise version_error('LeaveGroupResponse', 'Members', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -37,11 +37,17 @@ class ListClientMetricsResourcesRequest(Message):
     @staticmethod
     def _decode(buf: memoryview, pos: int, version: int) -> tuple[ListClientMetricsResourcesRequest, int]:
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ListClientMetricsResourcesRequest(_unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -65,12 +71,18 @@ class ListClientMetricsResourcesResponse(Message):
             _name: str
             _name, pos = read_compact_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ListClientMetricsResourcesResponse.ClientMetricsResource(_name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -93,7 +105,10 @@ class ListClientMetricsResourcesResponse(Message):
             _client_metrics_resources_e, pos = _client_metrics_resources_dec(buf, pos, version)
             _client_metrics_resources.append(_client_metrics_resources_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ListClientMetricsResourcesResponse(_throttle_time_ms, _error_code, _client_metrics_resources, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -101,4 +116,7 @@ class ListClientMetricsResourcesResponse(Message):
         out += uvarint_bytes(len(self.client_metrics_resources) + 1)
         for _client_metrics_resources_e in self.client_metrics_resources:
             _client_metrics_resources_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -64,7 +64,10 @@ class ListGroupsRequest(Message):
                 _types_filter.append(_types_filter_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ListGroupsRequest(_states_filter, _types_filter, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -82,7 +85,10 @@ class ListGroupsRequest(Message):
         if not (version >= 5) and (bool(self.types_filter)):
             raise version_error('ListGroupsRequest', 'TypesFilter', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -125,7 +131,10 @@ class ListGroupsResponse(Message):
                 _group_type, pos = read_compact_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ListGroupsResponse.ListedGroup(_group_id, _protocol_type, _group_state, _group_type, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -143,7 +152,10 @@ class ListGroupsResponse(Message):
             if version >= 5:
                 write_compact_string(out, self.group_type)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -179,7 +191,10 @@ class ListGroupsResponse(Message):
                 _groups.append(_groups_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ListGroupsResponse(_throttle_time_ms, _error_code, _groups, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -196,4 +211,7 @@ class ListGroupsResponse(Message):
             for _groups_e in self.groups:
                 _groups_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

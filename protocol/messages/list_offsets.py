@@ -67,7 +67,10 @@ class ListOffsetsRequest(Message):
                 pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ListOffsetsRequest.ListOffsetsPartition(_partition_index, _current_leader_epoch, _timestamp, _max_num_offsets, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -81,7 +84,10 @@ class ListOffsetsRequest(Message):
             if not (version <= 0) and (self.max_num_offsets != 1):
                 raise version_error('ListOffsetsRequest', 'MaxNumOffsets', version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class ListOffsetsTopic:
@@ -116,7 +122,10 @@ class ListOffsetsRequest(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ListOffsetsRequest.ListOffsetsTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -134,7 +143,10 @@ class ListOffsetsRequest(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     replica_id: int = 0
     isolation_level: int = 0
@@ -175,7 +187,10 @@ class ListOffsetsRequest(Message):
             pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ListOffsetsRequest(_replica_id, _isolation_level, _topics, _timeout_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -196,7 +211,10 @@ class ListOffsetsRequest(Message):
         if version >= 10:
             out += _S0.pack(self.timeout_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -243,7 +261,10 @@ class ListOffsetsResponse(Message):
                 pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ListOffsetsResponse.ListOffsetsPartitionResponse(_partition_index, _error_code, _old_style_offsets, _timestamp, _offset, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -263,7 +284,10 @@ class ListOffsetsResponse(Message):
             if not (version >= 4) and (self.leader_epoch != -1):
                 raise version_error('ListOffsetsResponse', 'LeaderEpoch', version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class ListOffsetsTopicResponse:
@@ -298,7 +322,10 @@ class ListOffsetsResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ListOffsetsResponse.ListOffsetsTopicResponse(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -316,7 +343,10 @@ class ListOffsetsResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     topics: list[ListOffsetsResponse.ListOffsetsTopicResponse] = field(default_factory=list)
@@ -348,7 +378,10 @@ class ListOffsetsResponse(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ListOffsetsResponse(_throttle_time_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -364,4 +397,7 @@ class ListOffsetsResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

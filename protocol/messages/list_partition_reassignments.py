@@ -52,14 +52,20 @@ class ListPartitionReassignmentsRequest(Message):
             _partition_indexes = list(struct.unpack_from(f'>{_partition_indexes_n}i', buf, pos))
             pos += _partition_indexes_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics(_name, _partition_indexes, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             out += uvarint_bytes(len(self.partition_indexes) + 1)
             out += struct.pack(f'>{len(self.partition_indexes)}i', *self.partition_indexes)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     timeout_ms: int = 60000
     topics: list[ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics] | None = None
@@ -81,7 +87,10 @@ class ListPartitionReassignmentsRequest(Message):
                 _topics_e, pos = _topics_dec(buf, pos, version)
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ListPartitionReassignmentsRequest(_timeout_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -92,7 +101,10 @@ class ListPartitionReassignmentsRequest(Message):
             out += uvarint_bytes(len(self.topics) + 1)
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -138,7 +150,10 @@ class ListPartitionReassignmentsResponse(Message):
             _removing_replicas = list(struct.unpack_from(f'>{_removing_replicas_n}i', buf, pos))
             pos += _removing_replicas_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ListPartitionReassignmentsResponse.OngoingPartitionReassignment(_partition_index, _replicas, _adding_replicas, _removing_replicas, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -149,7 +164,10 @@ class ListPartitionReassignmentsResponse(Message):
             out += struct.pack(f'>{len(self.adding_replicas)}i', *self.adding_replicas)
             out += uvarint_bytes(len(self.removing_replicas) + 1)
             out += struct.pack(f'>{len(self.removing_replicas)}i', *self.removing_replicas)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class OngoingTopicReassignment:
@@ -171,7 +189,10 @@ class ListPartitionReassignmentsResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ListPartitionReassignmentsResponse.OngoingTopicReassignment(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -179,7 +200,10 @@ class ListPartitionReassignmentsResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -205,7 +229,10 @@ class ListPartitionReassignmentsResponse(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ListPartitionReassignmentsResponse(_throttle_time_ms, _error_code, _error_message, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -214,4 +241,7 @@ class ListPartitionReassignmentsResponse(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

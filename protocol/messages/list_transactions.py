@@ -59,7 +59,10 @@ class ListTransactionsRequest(Message):
             (_duration_filter,) = _S0.unpack_from(buf, pos)
             pos += 8
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ListTransactionsRequest(_state_filters, _producer_id_filters, _duration_filter, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -72,7 +75,10 @@ class ListTransactionsRequest(Message):
             out += _S0.pack(self.duration_filter)
         if not (version >= 1) and (self.duration_filter != -1):
             raise version_error('ListTransactionsRequest', 'DurationFilter', version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -103,14 +109,20 @@ class ListTransactionsResponse(Message):
             _transaction_state: str
             _transaction_state, pos = read_compact_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ListTransactionsResponse.TransactionState(_transactional_id, _producer_id, _transaction_state, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.transactional_id)
             out += _S0.pack(self.producer_id)
             write_compact_string(out, self.transaction_state)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -142,7 +154,10 @@ class ListTransactionsResponse(Message):
             _transaction_states_e, pos = _transaction_states_dec(buf, pos, version)
             _transaction_states.append(_transaction_states_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ListTransactionsResponse(_throttle_time_ms, _error_code, _unknown_state_filters, _transaction_states, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -153,4 +168,7 @@ class ListTransactionsResponse(Message):
         out += uvarint_bytes(len(self.transaction_states) + 1)
         for _transaction_states_e in self.transaction_states:
             _transaction_states_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

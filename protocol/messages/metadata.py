@@ -72,7 +72,10 @@ class MetadataRequest(Message):
                     _name, pos = read_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return MetadataRequest.MetadataRequestTopic(_topic_id, _name, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -94,7 +97,10 @@ class MetadataRequest(Message):
                         raise null_error('MetadataRequest', 'Name', version)
                     write_string(out, self.name)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     topics: list[MetadataRequest.MetadataRequestTopic] | None = field(default_factory=list)
     allow_auto_topic_creation: bool = True
@@ -158,7 +164,10 @@ class MetadataRequest(Message):
             pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return MetadataRequest(_topics, _allow_auto_topic_creation, _include_cluster_authorized_operations, _include_topic_authorized_operations, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -204,7 +213,10 @@ class MetadataRequest(Message):
         if not (version >= 8) and (self.include_topic_authorized_operations is not False):
             raise version_error('MetadataRequest', 'IncludeTopicAuthorizedOperations', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -249,7 +261,10 @@ class MetadataResponse(Message):
                     _rack, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return MetadataResponse.MetadataResponseBroker(_node_id, _host, _port, _rack, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -266,7 +281,10 @@ class MetadataResponse(Message):
                 else:
                     write_nullable_string(out, self.rack)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class MetadataResponsePartition:
@@ -327,7 +345,10 @@ class MetadataResponse(Message):
                     pos += _offline_replicas_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return MetadataResponse.MetadataResponsePartition(_error_code, _partition_index, _leader_id, _leader_epoch, _replica_nodes, _isr_nodes, _offline_replicas, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -355,7 +376,10 @@ class MetadataResponse(Message):
                     out += I32.pack(len(self.offline_replicas))
                     out += struct.pack(f'>{len(self.offline_replicas)}i', *self.offline_replicas)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class MetadataResponseTopic:
@@ -415,7 +439,10 @@ class MetadataResponse(Message):
                 pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return MetadataResponse.MetadataResponseTopic(_error_code, _name, _topic_id, _is_internal, _partitions, _topic_authorized_operations, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -452,7 +479,10 @@ class MetadataResponse(Message):
             if not (version >= 8) and (self.topic_authorized_operations != -2147483648):
                 raise version_error('MetadataResponse', 'TopicAuthorizedOperations', version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     brokers: list[MetadataResponse.MetadataResponseBroker] = field(default_factory=list)
@@ -519,7 +549,10 @@ class MetadataResponse(Message):
             pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return MetadataResponse(_throttle_time_ms, _brokers, _cluster_id, _controller_id, _topics, _cluster_authorized_operations, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -554,4 +587,7 @@ class MetadataResponse(Message):
         if not (8 <= version <= 10) and (self.cluster_authorized_operations != -2147483648):
             raise version_error('MetadataResponse', 'ClusterAuthorizedOperations', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -74,7 +74,10 @@ class OffsetCommitRequest(Message):
                 _committed_metadata, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetCommitRequest.OffsetCommitRequestPartition(_partition_index, _committed_offset, _committed_leader_epoch, _commit_timestamp, _committed_metadata, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -91,7 +94,10 @@ class OffsetCommitRequest(Message):
             else:
                 write_nullable_string(out, self.committed_metadata)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetCommitRequestTopic:
@@ -126,7 +132,10 @@ class OffsetCommitRequest(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetCommitRequest.OffsetCommitRequestTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -144,7 +153,10 @@ class OffsetCommitRequest(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     group_id: str = ''
     generation_id_or_member_epoch: int = -1
@@ -201,7 +213,10 @@ class OffsetCommitRequest(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return OffsetCommitRequest(_group_id, _generation_id_or_member_epoch, _member_id, _group_instance_id, _retention_time_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -235,7 +250,10 @@ class OffsetCommitRequest(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -264,14 +282,20 @@ class OffsetCommitResponse(Message):
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetCommitResponse.OffsetCommitResponsePartition(_partition_index, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 8
             out += _S3.pack(self.partition_index, self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetCommitResponseTopic:
@@ -306,7 +330,10 @@ class OffsetCommitResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetCommitResponse.OffsetCommitResponseTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -324,7 +351,10 @@ class OffsetCommitResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     topics: list[OffsetCommitResponse.OffsetCommitResponseTopic] = field(default_factory=list)
@@ -356,7 +386,10 @@ class OffsetCommitResponse(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return OffsetCommitResponse(_throttle_time_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -372,4 +405,7 @@ class OffsetCommitResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -72,7 +72,10 @@ class OffsetFetchRequest(Message):
                 pos += _partition_indexes_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetFetchRequest.OffsetFetchRequestTopic(_name, _partition_indexes, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -88,7 +91,10 @@ class OffsetFetchRequest(Message):
                 out += I32.pack(len(self.partition_indexes))
                 out += struct.pack(f'>{len(self.partition_indexes)}i', *self.partition_indexes)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetFetchRequestTopics:
@@ -107,14 +113,20 @@ class OffsetFetchRequest(Message):
             _partition_indexes = list(struct.unpack_from(f'>{_partition_indexes_n}i', buf, pos))
             pos += _partition_indexes_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetFetchRequest.OffsetFetchRequestTopics(_name, _partition_indexes, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             out += uvarint_bytes(len(self.partition_indexes) + 1)
             out += struct.pack(f'>{len(self.partition_indexes)}i', *self.partition_indexes)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetFetchRequestGroup:
@@ -146,7 +158,10 @@ class OffsetFetchRequest(Message):
                     _topics_e, pos = _topics_dec(buf, pos, version)
                     _topics.append(_topics_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetFetchRequest.OffsetFetchRequestGroup(_group_id, _member_id, _member_epoch, _topics, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -161,7 +176,10 @@ class OffsetFetchRequest(Message):
                 out += uvarint_bytes(len(self.topics) + 1)
                 for _topics_e in self.topics:
                     _topics_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     group_id: str = ''
     topics: list[OffsetFetchRequest.OffsetFetchRequestTopic] | None = field(default_factory=list)
@@ -234,7 +252,10 @@ class OffsetFetchRequest(Message):
             pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return OffsetFetchRequest(_group_id, _topics, _groups, _require_stable, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -288,7 +309,10 @@ class OffsetFetchRequest(Message):
         if not (version >= 7) and (self.require_stable is not False):
             raise version_error('OffsetFetchRequest', 'RequireStable', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -332,7 +356,10 @@ class OffsetFetchResponse(Message):
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetFetchResponse.OffsetFetchResponsePartition(_partition_index, _committed_offset, _committed_leader_epoch, _metadata, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -346,7 +373,10 @@ class OffsetFetchResponse(Message):
                 write_nullable_string(out, self.metadata)
             out += _S3.pack(self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetFetchResponseTopic:
@@ -381,7 +411,10 @@ class OffsetFetchResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetFetchResponse.OffsetFetchResponseTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -399,7 +432,10 @@ class OffsetFetchResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetFetchResponsePartitions:
@@ -423,14 +459,20 @@ class OffsetFetchResponse(Message):
             (_error_code,) = _S3.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetFetchResponse.OffsetFetchResponsePartitions(_partition_index, _committed_offset, _committed_leader_epoch, _metadata, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S4.pack(self.partition_index, self.committed_offset, self.committed_leader_epoch)
             write_compact_nullable_string(out, self.metadata)
             out += _S3.pack(self.error_code)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetFetchResponseTopics:
@@ -452,7 +494,10 @@ class OffsetFetchResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetFetchResponse.OffsetFetchResponseTopics(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -460,7 +505,10 @@ class OffsetFetchResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetFetchResponseGroup:
@@ -486,7 +534,10 @@ class OffsetFetchResponse(Message):
             (_error_code,) = _S3.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetFetchResponse.OffsetFetchResponseGroup(_group_id, _topics, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -495,7 +546,10 @@ class OffsetFetchResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
             out += _S3.pack(self.error_code)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     topics: list[OffsetFetchResponse.OffsetFetchResponseTopic] = field(default_factory=list)
@@ -544,7 +598,10 @@ class OffsetFetchResponse(Message):
                 _groups.append(_groups_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return OffsetFetchResponse(_throttle_time_ms, _topics, _error_code, _groups, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -571,4 +628,7 @@ class OffsetFetchResponse(Message):
         if not (version >= 8) and (bool(self.groups)):
             raise version_error('OffsetFetchResponse', 'Groups', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

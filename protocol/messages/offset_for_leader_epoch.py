@@ -60,7 +60,10 @@ class OffsetForLeaderEpochRequest(Message):
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetForLeaderEpochRequest.OffsetForLeaderPartition(_partition, _current_leader_epoch, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -70,7 +73,10 @@ class OffsetForLeaderEpochRequest(Message):
                 out += _S0.pack(self.current_leader_epoch)
             out += _S0.pack(self.leader_epoch)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetForLeaderTopic:
@@ -106,7 +112,10 @@ class OffsetForLeaderEpochRequest(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetForLeaderEpochRequest.OffsetForLeaderTopic(_topic, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -124,7 +133,10 @@ class OffsetForLeaderEpochRequest(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     replica_id: int = -2
     topics: list[OffsetForLeaderEpochRequest.OffsetForLeaderTopic] = field(default_factory=list)
@@ -156,7 +168,10 @@ class OffsetForLeaderEpochRequest(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return OffsetForLeaderEpochRequest(_replica_id, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -172,7 +187,10 @@ class OffsetForLeaderEpochRequest(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -210,7 +228,10 @@ class OffsetForLeaderEpochResponse(Message):
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetForLeaderEpochResponse.EpochEndOffset(_error_code, _partition, _leader_epoch, _end_offset, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -220,7 +241,10 @@ class OffsetForLeaderEpochResponse(Message):
                 out += _S0.pack(self.leader_epoch)
             out += _S2.pack(self.end_offset)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class OffsetForLeaderTopicResult:
@@ -256,7 +280,10 @@ class OffsetForLeaderEpochResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(_topic, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -274,7 +301,10 @@ class OffsetForLeaderEpochResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     topics: list[OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult] = field(default_factory=list)
@@ -306,7 +336,10 @@ class OffsetForLeaderEpochResponse(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return OffsetForLeaderEpochResponse(_throttle_time_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -322,4 +355,7 @@ class OffsetForLeaderEpochResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -67,7 +67,10 @@ class ProduceRequest(Message):
                 _records, pos = read_nullable_bytes(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ProduceRequest.PartitionProduceData(_index, _records, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -78,7 +81,10 @@ class ProduceRequest(Message):
             else:
                 write_records(out, self.records)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class TopicProduceData:
@@ -114,7 +120,10 @@ class ProduceRequest(Message):
                     _partition_data.append(_partition_data_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ProduceRequest.TopicProduceData(_name, _partition_data, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -132,7 +141,10 @@ class ProduceRequest(Message):
                 for _partition_data_e in self.partition_data:
                     _partition_data_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     transactional_id: str | None = None
     acks: int = 0
@@ -172,7 +184,10 @@ class ProduceRequest(Message):
                 _topic_data.append(_topic_data_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ProduceRequest(_transactional_id, _acks, _timeout_ms, _topic_data, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -194,7 +209,10 @@ class ProduceRequest(Message):
             for _topic_data_e in self.topic_data:
                 _topic_data_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -227,7 +245,10 @@ class ProduceResponse(Message):
                 _batch_index_error_message, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ProduceResponse.BatchIndexAndErrorMessage(_batch_index, _batch_index_error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -238,7 +259,10 @@ class ProduceResponse(Message):
             else:
                 write_nullable_string(out, self.batch_index_error_message)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class LeaderIdAndEpoch:
@@ -253,12 +277,18 @@ class ProduceResponse(Message):
             _leader_id, _leader_epoch = _S2.unpack_from(buf, pos)
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ProduceResponse.LeaderIdAndEpoch(_leader_id, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S2.pack(self.leader_id, self.leader_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionProduceResponse:
@@ -315,17 +345,20 @@ class ProduceResponse(Message):
             _current_leader: ProduceResponse.LeaderIdAndEpoch = ProduceResponse.LeaderIdAndEpoch()
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _ntags, pos = read_uvarint(buf, pos)
-                for _ in range(_ntags):
-                    _tag, pos, _end = read_tag_header(buf, pos)
-                    if _tag == 0 and version >= 10:
-                        _tb = buf[:_end]
-                        _current_leader, pos = ProduceResponse.LeaderIdAndEpoch._decode(_tb, pos, version)
-                    else:
-                        if _unknown is None:
-                            _unknown = []
-                        _unknown.append((_tag, bytes(buf[pos:_end])))
-                    pos = _end
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _ntags, pos = read_uvarint(buf, pos)
+                    for _ in range(_ntags):
+                        _tag, pos, _end = read_tag_header(buf, pos)
+                        if _tag == 0 and version >= 10:
+                            _tb = buf[:_end]
+                            _current_leader, pos = ProduceResponse.LeaderIdAndEpoch._decode(_tb, pos, version)
+                        else:
+                            if _unknown is None:
+                                _unknown = []
+                            _unknown.append((_tag, bytes(buf[pos:_end])))
+                        pos = _end
             return ProduceResponse.PartitionProduceResponse(_index, _error_code, _base_offset, _log_append_time_ms, _log_start_offset, _record_errors, _error_message, _current_leader, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -350,12 +383,15 @@ class ProduceResponse(Message):
                 else:
                     write_nullable_string(out, self.error_message)
             if flexible:
-                _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
-                if self.current_leader != ProduceResponse.LeaderIdAndEpoch() and version >= 10:
+                _tags: list[tuple[int, bytes | bytearray]] = []
+                if self.current_leader != _DEFAULT0 and version >= 10:
                     _tb = bytearray()
                     self.current_leader._encode(_tb, version)
                     _tags.append((0, _tb))
-                write_tagged_fields(out, _tags)
+                if _tags or self.unknown_tagged_fields:
+                    write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class TopicProduceResponse:
@@ -391,7 +427,10 @@ class ProduceResponse(Message):
                     _partition_responses.append(_partition_responses_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return ProduceResponse.TopicProduceResponse(_name, _partition_responses, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -409,7 +448,10 @@ class ProduceResponse(Message):
                 for _partition_responses_e in self.partition_responses:
                     _partition_responses_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class NodeEndpoint:
@@ -433,7 +475,10 @@ class ProduceResponse(Message):
             _rack: str | None
             _rack, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ProduceResponse.NodeEndpoint(_node_id, _host, _port, _rack, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -441,7 +486,10 @@ class ProduceResponse(Message):
             write_compact_string(out, self.host)
             out += _S0.pack(self.port)
             write_compact_nullable_string(out, self.rack)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     responses: list[ProduceResponse.TopicProduceResponse] = field(default_factory=list)
     throttle_time_ms: int = 0
@@ -475,24 +523,27 @@ class ProduceResponse(Message):
         _node_endpoints: list[ProduceResponse.NodeEndpoint] = []
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0 and version >= 10:
-                    _tb = buf[:_end]
-                    _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 11)
-                    if _node_endpoints_n < 0:
-                        raise ProtocolError('non-nullable array NodeEndpoints is null')
-                    _node_endpoints = []
-                    _node_endpoints_dec = ProduceResponse.NodeEndpoint._decode
-                    for _ in range(_node_endpoints_n):
-                        _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
-                        _node_endpoints.append(_node_endpoints_e)
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0 and version >= 10:
+                        _tb = buf[:_end]
+                        _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 11)
+                        if _node_endpoints_n < 0:
+                            raise ProtocolError('non-nullable array NodeEndpoints is null')
+                        _node_endpoints = []
+                        _node_endpoints_dec = ProduceResponse.NodeEndpoint._decode
+                        for _ in range(_node_endpoints_n):
+                            _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
+                            _node_endpoints.append(_node_endpoints_e)
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
         return ProduceResponse(_responses, _throttle_time_ms, _node_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -508,11 +559,18 @@ class ProduceResponse(Message):
         if version >= 1:
             out += _S0.pack(self.throttle_time_ms)
         if flexible:
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+            _tags: list[tuple[int, bytes | bytearray]] = []
             if bool(self.node_endpoints) and version >= 10:
                 _tb = bytearray()
                 _tb += uvarint_bytes(len(self.node_endpoints) + 1)
                 for _node_endpoints_e in self.node_endpoints:
                     _node_endpoints_e._encode(_tb, version)
                 _tags.append((0, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"
+
+
+# Default values that encoders compare against; never handed out.
+_DEFAULT0 = ProduceResponse.LeaderIdAndEpoch()

@@ -52,14 +52,20 @@ class PushTelemetryRequest(Message):
         _metrics: bytes | memoryview
         _metrics, pos = read_compact_bytes(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return PushTelemetryRequest(_client_instance_id, _subscription_id, _terminating, _compression_type, _metrics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += self.client_instance_id.bytes
         out += _S0.pack(self.subscription_id, self.terminating, self.compression_type)
         write_compact_bytes(out, self.metrics)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -84,9 +90,15 @@ class PushTelemetryResponse(Message):
         _throttle_time_ms, _error_code = _S1.unpack_from(buf, pos)
         pos += 6
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return PushTelemetryResponse(_throttle_time_ms, _error_code, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S1.pack(self.throttle_time_ms, self.error_code)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

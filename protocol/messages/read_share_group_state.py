@@ -53,12 +53,18 @@ class ReadShareGroupStateRequest(Message):
             _partition, _leader_epoch = _S0.unpack_from(buf, pos)
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateRequest.PartitionData(_partition, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.partition, self.leader_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ReadStateData:
@@ -80,7 +86,10 @@ class ReadShareGroupStateRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateRequest.ReadStateData(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -88,7 +97,10 @@ class ReadShareGroupStateRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     group_id: str = ''
     topics: list[ReadShareGroupStateRequest.ReadStateData] = field(default_factory=list)
@@ -108,7 +120,10 @@ class ReadShareGroupStateRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ReadShareGroupStateRequest(_group_id, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -116,7 +131,10 @@ class ReadShareGroupStateRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -147,12 +165,18 @@ class ReadShareGroupStateResponse(Message):
             _first_offset, _last_offset, _delivery_state, _delivery_count = _S1.unpack_from(buf, pos)
             pos += 19
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateResponse.StateBatch(_first_offset, _last_offset, _delivery_state, _delivery_count, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.first_offset, self.last_offset, self.delivery_state, self.delivery_count)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionResult:
@@ -186,7 +210,10 @@ class ReadShareGroupStateResponse(Message):
                 _state_batches_e, pos = _state_batches_dec(buf, pos, version)
                 _state_batches.append(_state_batches_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateResponse.PartitionResult(_partition, _error_code, _error_message, _state_epoch, _start_offset, _state_batches, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -196,7 +223,10 @@ class ReadShareGroupStateResponse(Message):
             out += uvarint_bytes(len(self.state_batches) + 1)
             for _state_batches_e in self.state_batches:
                 _state_batches_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ReadStateResult:
@@ -218,7 +248,10 @@ class ReadShareGroupStateResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateResponse.ReadStateResult(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -226,7 +259,10 @@ class ReadShareGroupStateResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     results: list[ReadShareGroupStateResponse.ReadStateResult] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -243,11 +279,17 @@ class ReadShareGroupStateResponse(Message):
             _results_e, pos = _results_dec(buf, pos, version)
             _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ReadShareGroupStateResponse(_results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += uvarint_bytes(len(self.results) + 1)
         for _results_e in self.results:
             _results_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

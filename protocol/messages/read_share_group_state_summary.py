@@ -52,12 +52,18 @@ class ReadShareGroupStateSummaryRequest(Message):
             _partition, _leader_epoch = _S0.unpack_from(buf, pos)
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateSummaryRequest.PartitionData(_partition, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.partition, self.leader_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ReadStateSummaryData:
@@ -79,7 +85,10 @@ class ReadShareGroupStateSummaryRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateSummaryRequest.ReadStateSummaryData(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -87,7 +96,10 @@ class ReadShareGroupStateSummaryRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     group_id: str = ''
     topics: list[ReadShareGroupStateSummaryRequest.ReadStateSummaryData] = field(default_factory=list)
@@ -107,7 +119,10 @@ class ReadShareGroupStateSummaryRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ReadShareGroupStateSummaryRequest(_group_id, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -115,7 +130,10 @@ class ReadShareGroupStateSummaryRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -151,14 +169,20 @@ class ReadShareGroupStateSummaryResponse(Message):
             _state_epoch, _start_offset = _S2.unpack_from(buf, pos)
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateSummaryResponse.PartitionResult(_partition, _error_code, _error_message, _state_epoch, _start_offset, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.partition, self.error_code)
             write_compact_nullable_string(out, self.error_message)
             out += _S2.pack(self.state_epoch, self.start_offset)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ReadStateSummaryResult:
@@ -180,7 +204,10 @@ class ReadShareGroupStateSummaryResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ReadShareGroupStateSummaryResponse.ReadStateSummaryResult(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -188,7 +215,10 @@ class ReadShareGroupStateSummaryResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     results: list[ReadShareGroupStateSummaryResponse.ReadStateSummaryResult] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -205,11 +235,17 @@ class ReadShareGroupStateSummaryResponse(Message):
             _results_e, pos = _results_dec(buf, pos, version)
             _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ReadShareGroupStateSummaryResponse(_results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += uvarint_bytes(len(self.results) + 1)
         for _results_e in self.results:
             _results_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

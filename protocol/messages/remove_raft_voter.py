@@ -48,14 +48,20 @@ class RemoveRaftVoterRequest(Message):
         _voter_directory_id: uuid.UUID
         _voter_directory_id, pos = read_uuid(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return RemoveRaftVoterRequest(_cluster_id, _voter_id, _voter_directory_id, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         write_compact_nullable_string(out, self.cluster_id)
         out += _S0.pack(self.voter_id)
         out += self.voter_directory_id.bytes
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -83,10 +89,16 @@ class RemoveRaftVoterResponse(Message):
         _error_message: str | None
         _error_message, pos = read_compact_nullable_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return RemoveRaftVoterResponse(_throttle_time_ms, _error_code, _error_message, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S1.pack(self.throttle_time_ms, self.error_code)
         write_compact_nullable_string(out, self.error_message)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -48,7 +48,10 @@ class RequestHeader(Message):
             _client_id, pos = read_nullable_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return RequestHeader(_request_api_key, _request_api_version, _correlation_id, _client_id, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -57,4 +60,7 @@ class RequestHeader(Message):
         if version >= 1:
             write_nullable_string(out, self.client_id)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -35,11 +35,17 @@ class ResponseHeader(Message):
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return ResponseHeader(_correlation_id, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         flexible = version >= 1
         out += _S0.pack(self.correlation_id)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -49,7 +49,10 @@ class SaslAuthenticateRequest(Message):
             _auth_bytes, pos = read_bytes(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return SaslAuthenticateRequest(_auth_bytes, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -59,7 +62,10 @@ class SaslAuthenticateRequest(Message):
         else:
             write_bytes(out, self.auth_bytes)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -101,7 +107,10 @@ class SaslAuthenticateResponse(Message):
             pos += 8
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return SaslAuthenticateResponse(_error_code, _error_message, _auth_bytes, _session_lifetime_ms, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -118,4 +127,7 @@ class SaslAuthenticateResponse(Message):
         if version >= 1:
             out += _S1.pack(self.session_lifetime_ms)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -60,14 +60,20 @@ class ShareAcknowledgeRequest(Message):
             _acknowledge_types = list(struct.unpack_from(f'>{_acknowledge_types_n}b', buf, pos))
             pos += _acknowledge_types_n * 1
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareAcknowledgeRequest.AcknowledgementBatch(_first_offset, _last_offset, _acknowledge_types, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.first_offset, self.last_offset)
             out += uvarint_bytes(len(self.acknowledge_types) + 1)
             out += struct.pack(f'>{len(self.acknowledge_types)}b', *self.acknowledge_types)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class AcknowledgePartition:
@@ -90,7 +96,10 @@ class ShareAcknowledgeRequest(Message):
                 _acknowledgement_batches_e, pos = _acknowledgement_batches_dec(buf, pos, version)
                 _acknowledgement_batches.append(_acknowledgement_batches_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareAcknowledgeRequest.AcknowledgePartition(_partition_index, _acknowledgement_batches, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -98,7 +107,10 @@ class ShareAcknowledgeRequest(Message):
             out += uvarint_bytes(len(self.acknowledgement_batches) + 1)
             for _acknowledgement_batches_e in self.acknowledgement_batches:
                 _acknowledgement_batches_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class AcknowledgeTopic:
@@ -120,7 +132,10 @@ class ShareAcknowledgeRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareAcknowledgeRequest.AcknowledgeTopic(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -128,7 +143,10 @@ class ShareAcknowledgeRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     group_id: str | None = None
     member_id: str | None = ''
@@ -155,7 +173,10 @@ class ShareAcknowledgeRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ShareAcknowledgeRequest(_group_id, _member_id, _share_session_epoch, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -165,7 +186,10 @@ class ShareAcknowledgeRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -192,12 +216,18 @@ class ShareAcknowledgeResponse(Message):
             _leader_id, _leader_epoch = _S2.unpack_from(buf, pos)
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareAcknowledgeResponse.LeaderIdAndEpoch(_leader_id, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S2.pack(self.leader_id, self.leader_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionData:
@@ -218,14 +248,20 @@ class ShareAcknowledgeResponse(Message):
             _current_leader: ShareAcknowledgeResponse.LeaderIdAndEpoch
             _current_leader, pos = ShareAcknowledgeResponse.LeaderIdAndEpoch._decode(buf, pos, version)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareAcknowledgeResponse.PartitionData(_partition_index, _error_code, _error_message, _current_leader, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S3.pack(self.partition_index, self.error_code)
             write_compact_nullable_string(out, self.error_message)
             self.current_leader._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ShareAcknowledgeTopicResponse:
@@ -247,7 +283,10 @@ class ShareAcknowledgeResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareAcknowledgeResponse.ShareAcknowledgeTopicResponse(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -255,7 +294,10 @@ class ShareAcknowledgeResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class NodeEndpoint:
@@ -279,7 +321,10 @@ class ShareAcknowledgeResponse(Message):
             _rack: str | None
             _rack, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareAcknowledgeResponse.NodeEndpoint(_node_id, _host, _port, _rack, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -287,7 +332,10 @@ class ShareAcknowledgeResponse(Message):
             write_compact_string(out, self.host)
             out += _S1.pack(self.port)
             write_compact_nullable_string(out, self.rack)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -323,7 +371,10 @@ class ShareAcknowledgeResponse(Message):
             _node_endpoints_e, pos = _node_endpoints_dec(buf, pos, version)
             _node_endpoints.append(_node_endpoints_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ShareAcknowledgeResponse(_throttle_time_ms, _error_code, _error_message, _responses, _node_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -335,4 +386,7 @@ class ShareAcknowledgeResponse(Message):
         out += uvarint_bytes(len(self.node_endpoints) + 1)
         for _node_endpoints_e in self.node_endpoints:
             _node_endpoints_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

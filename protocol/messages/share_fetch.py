@@ -64,14 +64,20 @@ class ShareFetchRequest(Message):
             _acknowledge_types = list(struct.unpack_from(f'>{_acknowledge_types_n}b', buf, pos))
             pos += _acknowledge_types_n * 1
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchRequest.AcknowledgementBatch(_first_offset, _last_offset, _acknowledge_types, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.first_offset, self.last_offset)
             out += uvarint_bytes(len(self.acknowledge_types) + 1)
             out += struct.pack(f'>{len(self.acknowledge_types)}b', *self.acknowledge_types)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class FetchPartition:
@@ -96,7 +102,10 @@ class ShareFetchRequest(Message):
                 _acknowledgement_batches_e, pos = _acknowledgement_batches_dec(buf, pos, version)
                 _acknowledgement_batches.append(_acknowledgement_batches_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchRequest.FetchPartition(_partition_index, _partition_max_bytes, _acknowledgement_batches, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -104,7 +113,10 @@ class ShareFetchRequest(Message):
             out += uvarint_bytes(len(self.acknowledgement_batches) + 1)
             for _acknowledgement_batches_e in self.acknowledgement_batches:
                 _acknowledgement_batches_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class FetchTopic:
@@ -126,7 +138,10 @@ class ShareFetchRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchRequest.FetchTopic(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -134,7 +149,10 @@ class ShareFetchRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ForgottenTopic:
@@ -153,14 +171,20 @@ class ShareFetchRequest(Message):
             _partitions = list(struct.unpack_from(f'>{_partitions_n}i', buf, pos))
             pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchRequest.ForgottenTopic(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += self.topic_id.bytes
             out += uvarint_bytes(len(self.partitions) + 1)
             out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     group_id: str | None = None
     member_id: str | None = ''
@@ -203,7 +227,10 @@ class ShareFetchRequest(Message):
             _forgotten_topics_data_e, pos = _forgotten_topics_data_dec(buf, pos, version)
             _forgotten_topics_data.append(_forgotten_topics_data_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ShareFetchRequest(_group_id, _member_id, _share_session_epoch, _max_wait_ms, _min_bytes, _max_bytes, _topics, _forgotten_topics_data, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -216,7 +243,10 @@ class ShareFetchRequest(Message):
         out += uvarint_bytes(len(self.forgotten_topics_data) + 1)
         for _forgotten_topics_data_e in self.forgotten_topics_data:
             _forgotten_topics_data_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -243,12 +273,18 @@ class ShareFetchResponse(Message):
             _leader_id, _leader_epoch = _S1.unpack_from(buf, pos)
             pos += 8
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchResponse.LeaderIdAndEpoch(_leader_id, _leader_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.leader_id, self.leader_epoch)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class AcquiredRecords:
@@ -265,12 +301,18 @@ class ShareFetchResponse(Message):
             _first_offset, _last_offset, _delivery_count = _S3.unpack_from(buf, pos)
             pos += 18
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchResponse.AcquiredRecords(_first_offset, _last_offset, _delivery_count, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S3.pack(self.first_offset, self.last_offset, self.delivery_count)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionData:
@@ -311,7 +353,10 @@ class ShareFetchResponse(Message):
                 _acquired_records_e, pos = _acquired_records_dec(buf, pos, version)
                 _acquired_records.append(_acquired_records_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchResponse.PartitionData(_partition_index, _error_code, _error_message, _acknowledge_error_code, _acknowledge_error_message, _current_leader, _records, _acquired_records, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -324,7 +369,10 @@ class ShareFetchResponse(Message):
             out += uvarint_bytes(len(self.acquired_records) + 1)
             for _acquired_records_e in self.acquired_records:
                 _acquired_records_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class ShareFetchableTopicResponse:
@@ -346,7 +394,10 @@ class ShareFetchResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchResponse.ShareFetchableTopicResponse(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -354,7 +405,10 @@ class ShareFetchResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class NodeEndpoint:
@@ -378,7 +432,10 @@ class ShareFetchResponse(Message):
             _rack: str | None
             _rack, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareFetchResponse.NodeEndpoint(_node_id, _host, _port, _rack, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -386,7 +443,10 @@ class ShareFetchResponse(Message):
             write_compact_string(out, self.host)
             out += _S6.pack(self.port)
             write_compact_nullable_string(out, self.rack)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -422,7 +482,10 @@ class ShareFetchResponse(Message):
             _node_endpoints_e, pos = _node_endpoints_dec(buf, pos, version)
             _node_endpoints.append(_node_endpoints_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ShareFetchResponse(_throttle_time_ms, _error_code, _error_message, _responses, _node_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -434,4 +497,7 @@ class ShareFetchResponse(Message):
         out += uvarint_bytes(len(self.node_endpoints) + 1)
         for _node_endpoints_e in self.node_endpoints:
             _node_endpoints_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

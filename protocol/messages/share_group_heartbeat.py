@@ -68,7 +68,10 @@ class ShareGroupHeartbeatRequest(Message):
                 _subscribed_topic_names_e, pos = read_compact_string(buf, pos)
                 _subscribed_topic_names.append(_subscribed_topic_names_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ShareGroupHeartbeatRequest(_group_id, _member_id, _member_epoch, _rack_id, _subscribed_topic_names, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -82,7 +85,10 @@ class ShareGroupHeartbeatRequest(Message):
             out += uvarint_bytes(len(self.subscribed_topic_names) + 1)
             for _subscribed_topic_names_e in self.subscribed_topic_names:
                 write_compact_string(out, _subscribed_topic_names_e)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -113,14 +119,20 @@ class ShareGroupHeartbeatResponse(Message):
             _partitions = list(struct.unpack_from(f'>{_partitions_n}i', buf, pos))
             pos += _partitions_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareGroupHeartbeatResponse.TopicPartitions(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += self.topic_id.bytes
             out += uvarint_bytes(len(self.partitions) + 1)
             out += struct.pack(f'>{len(self.partitions)}i', *self.partitions)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Assignment:
@@ -139,14 +151,20 @@ class ShareGroupHeartbeatResponse(Message):
                 _topic_partitions_e, pos = _topic_partitions_dec(buf, pos, version)
                 _topic_partitions.append(_topic_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return ShareGroupHeartbeatResponse.Assignment(_topic_partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += uvarint_bytes(len(self.topic_partitions) + 1)
             for _topic_partitions_e in self.topic_partitions:
                 _topic_partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -179,7 +197,10 @@ class ShareGroupHeartbeatResponse(Message):
         else:
             _assignment, pos = ShareGroupHeartbeatResponse.Assignment._decode(buf, pos, version)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return ShareGroupHeartbeatResponse(_throttle_time_ms, _error_code, _error_message, _member_id, _member_epoch, _heartbeat_interval_ms, _assignment, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -192,4 +213,7 @@ class ShareGroupHeartbeatResponse(Message):
         else:
             out += b"\x01"
             self.assignment._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

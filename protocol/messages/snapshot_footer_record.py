@@ -33,9 +33,15 @@ class SnapshotFooterRecord(Message):
         (_version,) = _S0.unpack_from(buf, pos)
         pos += 2
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return SnapshotFooterRecord(_version, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S0.pack(self.version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -35,9 +35,15 @@ class SnapshotHeaderRecord(Message):
         _version, _last_contained_log_timestamp = _S0.unpack_from(buf, pos)
         pos += 10
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return SnapshotHeaderRecord(_version, _last_contained_log_timestamp, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S0.pack(self.version, self.last_contained_log_timestamp)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -86,7 +86,10 @@ class StopReplicaRequest(Message):
                 pos += _partition_indexes_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return StopReplicaRequest.StopReplicaTopicV1(_name, _partition_indexes, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -102,7 +105,10 @@ class StopReplicaRequest(Message):
                 out += I32.pack(len(self.partition_indexes))
                 out += struct.pack(f'>{len(self.partition_indexes)}i', *self.partition_indexes)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class StopReplicaPartitionState:
@@ -119,12 +125,18 @@ class StopReplicaRequest(Message):
             _partition_index, _leader_epoch, _delete_partition = _S1.unpack_from(buf, pos)
             pos += 9
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return StopReplicaRequest.StopReplicaPartitionState(_partition_index, _leader_epoch, _delete_partition, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.partition_index, self.leader_epoch, self.delete_partition)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class StopReplicaTopicState:
@@ -146,7 +158,10 @@ class StopReplicaRequest(Message):
                 _partition_states_e, pos = _partition_states_dec(buf, pos, version)
                 _partition_states.append(_partition_states_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return StopReplicaRequest.StopReplicaTopicState(_topic_name, _partition_states, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -154,7 +169,10 @@ class StopReplicaRequest(Message):
             out += uvarint_bytes(len(self.partition_states) + 1)
             for _partition_states_e in self.partition_states:
                 _partition_states_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     controller_id: int = 0
     is_k_raft_controller: bool = False
@@ -225,7 +243,10 @@ class StopReplicaRequest(Message):
                 _topic_states.append(_topic_states_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return StopReplicaRequest(_controller_id, _is_k_raft_controller, _controller_epoch, _broker_epoch, _delete_partitions, _ungrouped_partitions, _topics, _topic_states, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -266,7 +287,10 @@ class StopReplicaRequest(Message):
         if not (version >= 3) and (bool(self.topic_states)):
             raise version_error('StopReplicaRequest', 'TopicStates', version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -301,7 +325,10 @@ class StopReplicaResponse(Message):
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return StopReplicaResponse.StopReplicaPartitionError(_topic_name, _partition_index, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -312,7 +339,10 @@ class StopReplicaResponse(Message):
                 write_string(out, self.topic_name)
             out += _S4.pack(self.partition_index, self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     error_code: int = 0
     partition_errors: list[StopReplicaResponse.StopReplicaPartitionError] = field(default_factory=list)
@@ -343,7 +373,10 @@ class StopReplicaResponse(Message):
                 _partition_errors.append(_partition_errors_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return StopReplicaResponse(_error_code, _partition_errors, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -358,4 +391,7 @@ class StopReplicaResponse(Message):
             for _partition_errors_e in self.partition_errors:
                 _partition_errors_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -66,7 +66,10 @@ class SyncGroupRequest(Message):
                 _assignment, pos = read_bytes(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return SyncGroupRequest.SyncGroupRequestAssignment(_member_id, _assignment, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -80,7 +83,10 @@ class SyncGroupRequest(Message):
             else:
                 write_bytes(out, self.assignment)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     group_id: str = ''
     generation_id: int = 0
@@ -138,7 +144,10 @@ class SyncGroupRequest(Message):
                 _assignments.append(_assignments_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return SyncGroupRequest(_group_id, _generation_id, _member_id, _group_instance_id, _protocol_type, _protocol_name, _assignments, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -172,7 +181,10 @@ class SyncGroupRequest(Message):
             for _assignments_e in self.assignments:
                 _assignments_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -216,7 +228,10 @@ class SyncGroupResponse(Message):
             _assignment, pos = read_bytes(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return SyncGroupResponse(_throttle_time_ms, _error_code, _protocol_type, _protocol_name, _assignment, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -233,4 +248,7 @@ class SyncGroupResponse(Message):
         else:
             write_bytes(out, self.assignment)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -69,7 +69,10 @@ class TxnOffsetCommitRequest(Message):
                 _committed_metadata, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return TxnOffsetCommitRequest.TxnOffsetCommitRequestPartition(_partition_index, _committed_offset, _committed_leader_epoch, _committed_metadata, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -82,7 +85,10 @@ class TxnOffsetCommitRequest(Message):
             else:
                 write_nullable_string(out, self.committed_metadata)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class TxnOffsetCommitRequestTopic:
@@ -117,7 +123,10 @@ class TxnOffsetCommitRequest(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -135,7 +144,10 @@ class TxnOffsetCommitRequest(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     transactional_id: str = ''
     group_id: str = ''
@@ -193,7 +205,10 @@ class TxnOffsetCommitRequest(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return TxnOffsetCommitRequest(_transactional_id, _group_id, _producer_id, _producer_epoch, _generation_id, _member_id, _group_instance_id, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -228,7 +243,10 @@ class TxnOffsetCommitRequest(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -257,14 +275,20 @@ class TxnOffsetCommitResponse(Message):
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition(_partition_index, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 3
             out += _S3.pack(self.partition_index, self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class TxnOffsetCommitResponseTopic:
@@ -299,7 +323,10 @@ class TxnOffsetCommitResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -317,7 +344,10 @@ class TxnOffsetCommitResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     throttle_time_ms: int = 0
     topics: list[TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic] = field(default_factory=list)
@@ -348,7 +378,10 @@ class TxnOffsetCommitResponse(Message):
                 _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return TxnOffsetCommitResponse(_throttle_time_ms, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -363,4 +396,7 @@ class TxnOffsetCommitResponse(Message):
             for _topics_e in self.topics:
                 _topics_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

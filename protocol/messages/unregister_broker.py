@@ -39,12 +39,18 @@ class UnregisterBrokerRequest(Message):
         (_broker_id,) = _S0.unpack_from(buf, pos)
         pos += 4
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return UnregisterBrokerRequest(_broker_id, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S0.pack(self.broker_id)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -72,10 +78,16 @@ class UnregisterBrokerResponse(Message):
         _error_message: str | None
         _error_message, pos = read_compact_nullable_string(buf, pos)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return UnregisterBrokerResponse(_throttle_time_ms, _error_code, _error_message, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S1.pack(self.throttle_time_ms, self.error_code)
         write_compact_nullable_string(out, self.error_message)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -63,7 +63,10 @@ class UpdateFeaturesRequest(Message):
                 (_upgrade_type,) = _S2.unpack_from(buf, pos)
                 pos += 1
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateFeaturesRequest.FeatureUpdateKey(_feature, _max_version_level, _allow_downgrade, _upgrade_type, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -77,7 +80,10 @@ class UpdateFeaturesRequest(Message):
                 out += _S2.pack(self.upgrade_type)
             if not (version >= 1) and (self.upgrade_type != 1):
                 raise version_error('UpdateFeaturesRequest', 'UpgradeType', version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     timeout_ms: int = 60000
     feature_updates: list[UpdateFeaturesRequest.FeatureUpdateKey] = field(default_factory=list)
@@ -103,7 +109,10 @@ class UpdateFeaturesRequest(Message):
             (_validate_only,) = _S1.unpack_from(buf, pos)
             pos += 1
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return UpdateFeaturesRequest(_timeout_ms, _feature_updates, _validate_only, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -115,7 +124,10 @@ class UpdateFeaturesRequest(Message):
             out += _S1.pack(self.validate_only)
         if not (version >= 1) and (self.validate_only is not False):
             raise version_error('UpdateFeaturesRequest', 'ValidateOnly', version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -147,14 +159,20 @@ class UpdateFeaturesResponse(Message):
             _error_message: str | None
             _error_message, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateFeaturesResponse.UpdatableFeatureResult(_feature, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.feature)
             out += _S0.pack(self.error_code)
             write_compact_nullable_string(out, self.error_message)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -181,7 +199,10 @@ class UpdateFeaturesResponse(Message):
                 _results_e, pos = _results_dec(buf, pos, version)
                 _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return UpdateFeaturesResponse(_throttle_time_ms, _error_code, _error_message, _results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -191,4 +212,7 @@ class UpdateFeaturesResponse(Message):
             out += uvarint_bytes(len(self.results) + 1)
             for _results_e in self.results:
                 _results_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

@@ -114,7 +114,10 @@ class UpdateMetadataRequest(Message):
                     pos += _offline_replicas_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateMetadataRequest.UpdateMetadataPartitionState(_topic_name, _partition_index, _controller_epoch, _leader, _leader_epoch, _isr, _zk_version, _replicas, _offline_replicas, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -143,7 +146,10 @@ class UpdateMetadataRequest(Message):
                     out += I32.pack(len(self.offline_replicas))
                     out += struct.pack(f'>{len(self.offline_replicas)}i', *self.offline_replicas)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class UpdateMetadataTopicState:
@@ -182,7 +188,10 @@ class UpdateMetadataRequest(Message):
                     _partition_states.append(_partition_states_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateMetadataRequest.UpdateMetadataTopicState(_topic_name, _topic_id, _partition_states, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -202,7 +211,10 @@ class UpdateMetadataRequest(Message):
                 for _partition_states_e in self.partition_states:
                     _partition_states_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class UpdateMetadataEndpoint:
@@ -234,7 +246,10 @@ class UpdateMetadataRequest(Message):
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateMetadataRequest.UpdateMetadataEndpoint(_port, _host, _listener, _security_protocol, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -251,7 +266,10 @@ class UpdateMetadataRequest(Message):
                     write_string(out, self.listener)
             out += _S2.pack(self.security_protocol)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class UpdateMetadataBroker:
@@ -301,7 +319,10 @@ class UpdateMetadataRequest(Message):
                     _rack, pos = read_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateMetadataRequest.UpdateMetadataBroker(_id, _v0_host, _v0_port, _endpoints, _rack, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -326,7 +347,10 @@ class UpdateMetadataRequest(Message):
                 else:
                     write_nullable_string(out, self.rack)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     controller_id: int = 0
     is_k_raft_controller: bool = False
@@ -401,18 +425,21 @@ class UpdateMetadataRequest(Message):
         _type: int = 0
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _ntags, pos = read_uvarint(buf, pos)
-            for _ in range(_ntags):
-                _tag, pos, _end = read_tag_header(buf, pos)
-                if _tag == 0 and version >= 8:
-                    _tb = buf[:_end]
-                    (_type,) = _S5.unpack_from(_tb, pos)
-                    pos += 1
-                else:
-                    if _unknown is None:
-                        _unknown = []
-                    _unknown.append((_tag, bytes(buf[pos:_end])))
-                pos = _end
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _ntags, pos = read_uvarint(buf, pos)
+                for _ in range(_ntags):
+                    _tag, pos, _end = read_tag_header(buf, pos)
+                    if _tag == 0 and version >= 8:
+                        _tb = buf[:_end]
+                        (_type,) = _S5.unpack_from(_tb, pos)
+                        pos += 1
+                    else:
+                        if _unknown is None:
+                            _unknown = []
+                        _unknown.append((_tag, bytes(buf[pos:_end])))
+                    pos = _end
         return UpdateMetadataRequest(_controller_id, _is_k_raft_controller, _type, _controller_epoch, _broker_epoch, _ungrouped_partition_states, _topic_states, _live_brokers, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -451,12 +478,15 @@ class UpdateMetadataRequest(Message):
             for _live_brokers_e in self.live_brokers:
                 _live_brokers_e._encode(out, version)
         if flexible:
-            _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+            _tags: list[tuple[int, bytes | bytearray]] = []
             if self.type != 0 and version >= 8:
                 _tb = bytearray()
                 _tb += _S5.pack(self.type)
                 _tags.append((0, _tb))
-            write_tagged_fields(out, _tags)
+            if _tags or self.unknown_tagged_fields:
+                write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -481,11 +511,17 @@ class UpdateMetadataResponse(Message):
         pos += 2
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return UpdateMetadataResponse(_error_code, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         flexible = version >= 6
         out += _S2.pack(self.error_code)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

@@ -61,14 +61,20 @@ class UpdateRaftVoterRequest(Message):
             (_port,) = _S0.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateRaftVoterRequest.Listener(_name, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_string(out, self.host)
             out += _S0.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class KRaftVersionFeature:
@@ -83,12 +89,18 @@ class UpdateRaftVoterRequest(Message):
             _min_supported_version, _max_supported_version = _S1.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateRaftVoterRequest.KRaftVersionFeature(_min_supported_version, _max_supported_version, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.min_supported_version, self.max_supported_version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     cluster_id: str | None = ''
     current_leader_epoch: int = 0
@@ -120,7 +132,10 @@ class UpdateRaftVoterRequest(Message):
         _k_raft_version_feature: UpdateRaftVoterRequest.KRaftVersionFeature
         _k_raft_version_feature, pos = UpdateRaftVoterRequest.KRaftVersionFeature._decode(buf, pos, version)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return UpdateRaftVoterRequest(_cluster_id, _current_leader_epoch, _voter_id, _voter_directory_id, _listeners, _k_raft_version_feature, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -131,7 +146,10 @@ class UpdateRaftVoterRequest(Message):
         for _listeners_e in self.listeners:
             _listeners_e._encode(out, version)
         self.k_raft_version_feature._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -165,14 +183,20 @@ class UpdateRaftVoterResponse(Message):
             (_port,) = _S3.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return UpdateRaftVoterResponse.CurrentLeader(_leader_id, _leader_epoch, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S2.pack(self.leader_id, self.leader_epoch)
             write_compact_string(out, self.host)
             out += _S3.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     throttle_time_ms: int = 0
     error_code: int = 0
@@ -187,24 +211,34 @@ class UpdateRaftVoterResponse(Message):
         pos += 6
         _current_leader: UpdateRaftVoterResponse.CurrentLeader = UpdateRaftVoterResponse.CurrentLeader()
         _unknown: list[tuple[int, bytes]] | None = None
-        _ntags, pos = read_uvarint(buf, pos)
-        for _ in range(_ntags):
-            _tag, pos, _end = read_tag_header(buf, pos)
-            if _tag == 0:
-                _tb = buf[:_end]
-                _current_leader, pos = UpdateRaftVoterResponse.CurrentLeader._decode(_tb, pos, version)
-            else:
-                if _unknown is None:
-                    _unknown = []
-                _unknown.append((_tag, bytes(buf[pos:_end])))
-            pos = _end
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _ntags, pos = read_uvarint(buf, pos)
+            for _ in range(_ntags):
+                _tag, pos, _end = read_tag_header(buf, pos)
+                if _tag == 0:
+                    _tb = buf[:_end]
+                    _current_leader, pos = UpdateRaftVoterResponse.CurrentLeader._decode(_tb, pos, version)
+                else:
+                    if _unknown is None:
+                        _unknown = []
+                    _unknown.append((_tag, bytes(buf[pos:_end])))
+                pos = _end
         return UpdateRaftVoterResponse(_throttle_time_ms, _error_code, _current_leader, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += _S4.pack(self.throttle_time_ms, self.error_code)
-        _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
-        if self.current_leader != UpdateRaftVoterResponse.CurrentLeader():
+        _tags: list[tuple[int, bytes | bytearray]] = []
+        if self.current_leader != _DEFAULT0:
             _tb = bytearray()
             self.current_leader._encode(_tb, version)
             _tags.append((0, _tb))
-        write_tagged_fields(out, _tags)
+        if _tags or self.unknown_tagged_fields:
+            write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+        else:
+            out += b"\x00"
+
+
+# Default values that encoders compare against; never handed out.
+_DEFAULT0 = UpdateRaftVoterResponse.CurrentLeader()

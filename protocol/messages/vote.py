@@ -73,7 +73,10 @@ class VoteRequest(Message):
             _last_offset_epoch, _last_offset = _S1.unpack_from(buf, pos)
             pos += 12
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return VoteRequest.PartitionData(_partition_index, _candidate_epoch, _candidate_id, _candidate_directory_id, _voter_directory_id, _last_offset_epoch, _last_offset, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -83,7 +86,10 @@ class VoteRequest(Message):
             if version >= 1:
                 out += self.voter_directory_id.bytes
             out += _S1.pack(self.last_offset_epoch, self.last_offset)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -105,7 +111,10 @@ class VoteRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return VoteRequest.TopicData(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -113,7 +122,10 @@ class VoteRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     cluster_id: str | None = None
     voter_id: int = -1
@@ -138,7 +150,10 @@ class VoteRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return VoteRequest(_cluster_id, _voter_id, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -148,7 +163,10 @@ class VoteRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -181,12 +199,18 @@ class VoteResponse(Message):
             _partition_index, _error_code, _leader_id, _leader_epoch, _vote_granted = _S3.unpack_from(buf, pos)
             pos += 15
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return VoteResponse.PartitionData(_partition_index, _error_code, _leader_id, _leader_epoch, _vote_granted, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S3.pack(self.partition_index, self.error_code, self.leader_id, self.leader_epoch, self.vote_granted)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class TopicData:
@@ -208,7 +232,10 @@ class VoteResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return VoteResponse.TopicData(_topic_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -216,7 +243,10 @@ class VoteResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class NodeEndpoint:
@@ -237,14 +267,20 @@ class VoteResponse(Message):
             (_port,) = _S4.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return VoteResponse.NodeEndpoint(_node_id, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S2.pack(self.node_id)
             write_compact_string(out, self.host)
             out += _S4.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     error_code: int = 0
     topics: list[VoteResponse.TopicData] = field(default_factory=list)
@@ -267,24 +303,27 @@ class VoteResponse(Message):
             _topics.append(_topics_e)
         _node_endpoints: list[VoteResponse.NodeEndpoint] = []
         _unknown: list[tuple[int, bytes]] | None = None
-        _ntags, pos = read_uvarint(buf, pos)
-        for _ in range(_ntags):
-            _tag, pos, _end = read_tag_header(buf, pos)
-            if _tag == 0 and version >= 1:
-                _tb = buf[:_end]
-                _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 8)
-                if _node_endpoints_n < 0:
-                    raise ProtocolError('non-nullable array NodeEndpoints is null')
-                _node_endpoints = []
-                _node_endpoints_dec = VoteResponse.NodeEndpoint._decode
-                for _ in range(_node_endpoints_n):
-                    _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
-                    _node_endpoints.append(_node_endpoints_e)
-            else:
-                if _unknown is None:
-                    _unknown = []
-                _unknown.append((_tag, bytes(buf[pos:_end])))
-            pos = _end
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _ntags, pos = read_uvarint(buf, pos)
+            for _ in range(_ntags):
+                _tag, pos, _end = read_tag_header(buf, pos)
+                if _tag == 0 and version >= 1:
+                    _tb = buf[:_end]
+                    _node_endpoints_n, pos = read_compact_array_len(_tb, pos, 8)
+                    if _node_endpoints_n < 0:
+                        raise ProtocolError('non-nullable array NodeEndpoints is null')
+                    _node_endpoints = []
+                    _node_endpoints_dec = VoteResponse.NodeEndpoint._decode
+                    for _ in range(_node_endpoints_n):
+                        _node_endpoints_e, pos = _node_endpoints_dec(_tb, pos, version)
+                        _node_endpoints.append(_node_endpoints_e)
+                else:
+                    if _unknown is None:
+                        _unknown = []
+                    _unknown.append((_tag, bytes(buf[pos:_end])))
+                pos = _end
         return VoteResponse(_error_code, _topics, _node_endpoints, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -292,11 +331,14 @@ class VoteResponse(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        _tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())
+        _tags: list[tuple[int, bytes | bytearray]] = []
         if bool(self.node_endpoints) and version >= 1:
             _tb = bytearray()
             _tb += uvarint_bytes(len(self.node_endpoints) + 1)
             for _node_endpoints_e in self.node_endpoints:
                 _node_endpoints_e._encode(_tb, version)
             _tags.append((0, _tb))
-        write_tagged_fields(out, _tags)
+        if _tags or self.unknown_tagged_fields:
+            write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])
+        else:
+            out += b"\x00"

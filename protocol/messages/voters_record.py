@@ -56,14 +56,20 @@ class VotersRecord(Message):
             (_port,) = _S0.unpack_from(buf, pos)
             pos += 2
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return VotersRecord.Endpoint(_name, _host, _port, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             write_compact_string(out, self.name)
             write_compact_string(out, self.host)
             out += _S0.pack(self.port)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class KRaftVersionFeature:
@@ -78,12 +84,18 @@ class VotersRecord(Message):
             _min_supported_version, _max_supported_version = _S1.unpack_from(buf, pos)
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return VotersRecord.KRaftVersionFeature(_min_supported_version, _max_supported_version, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S1.pack(self.min_supported_version, self.max_supported_version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class Voter:
@@ -112,7 +124,10 @@ class VotersRecord(Message):
             _k_raft_version_feature: VotersRecord.KRaftVersionFeature
             _k_raft_version_feature, pos = VotersRecord.KRaftVersionFeature._decode(buf, pos, version)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return VotersRecord.Voter(_voter_id, _voter_directory_id, _endpoints, _k_raft_version_feature, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -122,7 +137,10 @@ class VotersRecord(Message):
             for _endpoints_e in self.endpoints:
                 _endpoints_e._encode(out, version)
             self.k_raft_version_feature._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     version: int = 0
     voters: list[VotersRecord.Voter] = field(default_factory=list)
@@ -143,7 +161,10 @@ class VotersRecord(Message):
             _voters_e, pos = _voters_dec(buf, pos, version)
             _voters.append(_voters_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return VotersRecord(_version, _voters, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -151,4 +172,7 @@ class VotersRecord(Message):
         out += uvarint_bytes(len(self.voters) + 1)
         for _voters_e in self.voters:
             _voters_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

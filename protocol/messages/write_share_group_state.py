@@ -56,12 +56,18 @@ class WriteShareGroupStateRequest(Message):
             _first_offset, _last_offset, _delivery_state, _delivery_count = _S0.unpack_from(buf, pos)
             pos += 19
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return WriteShareGroupStateRequest.StateBatch(_first_offset, _last_offset, _delivery_state, _delivery_count, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S0.pack(self.first_offset, self.last_offset, self.delivery_state, self.delivery_count)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class PartitionData:
@@ -90,7 +96,10 @@ class WriteShareGroupStateRequest(Message):
                 _state_batches_e, pos = _state_batches_dec(buf, pos, version)
                 _state_batches.append(_state_batches_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return WriteShareGroupStateRequest.PartitionData(_partition, _state_epoch, _leader_epoch, _start_offset, _state_batches, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -98,7 +107,10 @@ class WriteShareGroupStateRequest(Message):
             out += uvarint_bytes(len(self.state_batches) + 1)
             for _state_batches_e in self.state_batches:
                 _state_batches_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class WriteStateData:
@@ -120,7 +132,10 @@ class WriteShareGroupStateRequest(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return WriteShareGroupStateRequest.WriteStateData(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -128,7 +143,10 @@ class WriteShareGroupStateRequest(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     group_id: str = ''
     topics: list[WriteShareGroupStateRequest.WriteStateData] = field(default_factory=list)
@@ -148,7 +166,10 @@ class WriteShareGroupStateRequest(Message):
             _topics_e, pos = _topics_dec(buf, pos, version)
             _topics.append(_topics_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return WriteShareGroupStateRequest(_group_id, _topics, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -156,7 +177,10 @@ class WriteShareGroupStateRequest(Message):
         out += uvarint_bytes(len(self.topics) + 1)
         for _topics_e in self.topics:
             _topics_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -186,13 +210,19 @@ class WriteShareGroupStateResponse(Message):
             _error_message: str | None
             _error_message, pos = read_compact_nullable_string(buf, pos)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return WriteShareGroupStateResponse.PartitionResult(_partition, _error_code, _error_message, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             out += _S2.pack(self.partition, self.error_code)
             write_compact_nullable_string(out, self.error_message)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     @dataclass(slots=True)
     class WriteStateResult:
@@ -214,7 +244,10 @@ class WriteShareGroupStateResponse(Message):
                 _partitions_e, pos = _partitions_dec(buf, pos, version)
                 _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
             return WriteShareGroupStateResponse.WriteStateResult(_topic_id, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -222,7 +255,10 @@ class WriteShareGroupStateResponse(Message):
             out += uvarint_bytes(len(self.partitions) + 1)
             for _partitions_e in self.partitions:
                 _partitions_e._encode(out, version)
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
     results: list[WriteShareGroupStateResponse.WriteStateResult] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -239,11 +275,17 @@ class WriteShareGroupStateResponse(Message):
             _results_e, pos = _results_dec(buf, pos, version)
             _results.append(_results_e)
         _unknown: list[tuple[int, bytes]] | None = None
-        _unknown, pos = read_tagged_fields(buf, pos)
+        if buf[pos] == 0:
+            pos += 1
+        else:
+            _unknown, pos = read_tagged_fields(buf, pos)
         return WriteShareGroupStateResponse(_results, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
         out += uvarint_bytes(len(self.results) + 1)
         for _results_e in self.results:
             _results_e._encode(out, version)
-        write_tagged_fields(out, self.unknown_tagged_fields)
+        if self.unknown_tagged_fields:
+            write_tagged_fields(out, self.unknown_tagged_fields)
+        else:
+            out += b"\x00"

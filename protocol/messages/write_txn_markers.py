@@ -66,7 +66,10 @@ class WriteTxnMarkersRequest(Message):
                 pos += _partition_indexes_n * 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return WriteTxnMarkersRequest.WritableTxnMarkerTopic(_name, _partition_indexes, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -82,7 +85,10 @@ class WriteTxnMarkersRequest(Message):
                 out += I32.pack(len(self.partition_indexes))
                 out += struct.pack(f'>{len(self.partition_indexes)}i', *self.partition_indexes)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class WritableTxnMarker:
@@ -123,7 +129,10 @@ class WriteTxnMarkersRequest(Message):
             pos += 4
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return WriteTxnMarkersRequest.WritableTxnMarker(_producer_id, _producer_epoch, _transaction_result, _topics, _coordinator_epoch, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -139,7 +148,10 @@ class WriteTxnMarkersRequest(Message):
                     _topics_e._encode(out, version)
             out += _S1.pack(self.coordinator_epoch)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     markers: list[WriteTxnMarkersRequest.WritableTxnMarker] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -166,7 +178,10 @@ class WriteTxnMarkersRequest(Message):
                 _markers.append(_markers_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return WriteTxnMarkersRequest(_markers, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -180,7 +195,10 @@ class WriteTxnMarkersRequest(Message):
             for _markers_e in self.markers:
                 _markers_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"
 
 
 @dataclass(slots=True)
@@ -209,14 +227,20 @@ class WriteTxnMarkersResponse(Message):
             pos += 6
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult(_partition_index, _error_code, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
             flexible = version >= 1
             out += _S2.pack(self.partition_index, self.error_code)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class WritableTxnMarkerTopicResult:
@@ -251,7 +275,10 @@ class WriteTxnMarkersResponse(Message):
                     _partitions.append(_partitions_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return WriteTxnMarkersResponse.WritableTxnMarkerTopicResult(_name, _partitions, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -269,7 +296,10 @@ class WriteTxnMarkersResponse(Message):
                 for _partitions_e in self.partitions:
                     _partitions_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     @dataclass(slots=True)
     class WritableTxnMarkerResult:
@@ -302,7 +332,10 @@ class WriteTxnMarkersResponse(Message):
                     _topics.append(_topics_e)
             _unknown: list[tuple[int, bytes]] | None = None
             if flexible:
-                _unknown, pos = read_tagged_fields(buf, pos)
+                if buf[pos] == 0:
+                    pos += 1
+                else:
+                    _unknown, pos = read_tagged_fields(buf, pos)
             return WriteTxnMarkersResponse.WritableTxnMarkerResult(_producer_id, _topics, _unknown), pos
 
         def _encode(self, out: bytearray, version: int) -> None:
@@ -317,7 +350,10 @@ class WriteTxnMarkersResponse(Message):
                 for _topics_e in self.topics:
                     _topics_e._encode(out, version)
             if flexible:
-                write_tagged_fields(out, self.unknown_tagged_fields)
+                if self.unknown_tagged_fields:
+                    write_tagged_fields(out, self.unknown_tagged_fields)
+                else:
+                    out += b"\x00"
 
     markers: list[WriteTxnMarkersResponse.WritableTxnMarkerResult] = field(default_factory=list)
     unknown_tagged_fields: list[tuple[int, bytes]] | None = None
@@ -344,7 +380,10 @@ class WriteTxnMarkersResponse(Message):
                 _markers.append(_markers_e)
         _unknown: list[tuple[int, bytes]] | None = None
         if flexible:
-            _unknown, pos = read_tagged_fields(buf, pos)
+            if buf[pos] == 0:
+                pos += 1
+            else:
+                _unknown, pos = read_tagged_fields(buf, pos)
         return WriteTxnMarkersResponse(_markers, _unknown), pos
 
     def _encode(self, out: bytearray, version: int) -> None:
@@ -358,4 +397,7 @@ class WriteTxnMarkersResponse(Message):
             for _markers_e in self.markers:
                 _markers_e._encode(out, version)
         if flexible:
-            write_tagged_fields(out, self.unknown_tagged_fields)
+            if self.unknown_tagged_fields:
+                write_tagged_fields(out, self.unknown_tagged_fields)
+            else:
+                out += b"\x00"

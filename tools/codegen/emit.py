@@ -12,6 +12,7 @@ paths wherever the versions allow, and into a runtime branch only where they dif
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,12 @@ class Ctx:
 
     formats: dict[str, str]
     imports: set[str]
+    defaults: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def default_instance(self, expr: str) -> str:
+        if expr not in self.defaults:
+            self.defaults[expr] = f"_DEFAULT{len(self.defaults)}"
+        return self.defaults[expr]
 
     def fmt(self, fmt: str) -> str:
         if fmt not in self.formats:
@@ -167,6 +174,8 @@ class MessageEmitter:
             return f"len({v}) != 0"
         if expr in ("True", "False"):
             return f"{v} is not {expr}"
+        if factory:  # a struct: compare with one shared instance, never handed out
+            return f"{v} != {self.ctx.default_instance(expr)}"
         return f"{v} != {expr}"
 
     def struct_bytes_min(self, s: StructSpec) -> int:
@@ -326,11 +335,15 @@ class MessageEmitter:
             if not self.flex.covers(within):
                 out.add(b, "if flexible:")
                 tb = b + 1
+            out.add(tb, "if buf[pos] == 0:")
+            out.add(tb + 1, "pos += 1")
+            out.add(tb, "else:")
+            tb += 1
             if not tagged:
                 self.ctx.use("read_tagged_fields")
                 out.add(tb, "_unknown, pos = read_tagged_fields(buf, pos)")
             else:
-                self.ctx.use("read_uvarint", "read_tag_header", "ProtocolError")
+                self.ctx.use("read_uvarint", "read_tag_header")
                 out.add(tb, "_ntags, pos = read_uvarint(buf, pos)")
                 out.add(tb, "for _ in range(_ntags):")
                 out.add(tb + 1, "_tag, pos, _end = read_tag_header(buf, pos)")
@@ -492,9 +505,12 @@ class MessageEmitter:
                 tb = b + 1
             self.ctx.use("write_tagged_fields")
             if not tagged:
-                out.add(tb, "write_tagged_fields(out, self.unknown_tagged_fields)")
+                out.add(tb, "if self.unknown_tagged_fields:")
+                out.add(tb + 1, "write_tagged_fields(out, self.unknown_tagged_fields)")
+                out.add(tb, "else:")
+                out.add(tb + 1, 'out += b"\\x00"')
             else:
-                out.add(tb, "_tags: list[tuple[int, bytes | bytearray]] = list(self.unknown_tagged_fields or ())")
+                out.add(tb, "_tags: list[tuple[int, bytes | bytearray]] = []")
                 for f in tagged:
                     present = f.tagged_versions & f.versions & within
                     if present.empty:
@@ -506,7 +522,10 @@ class MessageEmitter:
                     out.add(tb + 1, "_tb = bytearray()")
                     self.emit_write(out, tb + 1, f, present, v, "_tb")
                     out.add(tb + 1, f"_tags.append(({f.tag}, _tb))")
-                out.add(tb, "write_tagged_fields(out, _tags)")
+                out.add(tb, "if _tags or self.unknown_tagged_fields:")
+                out.add(tb + 1, "write_tagged_fields(out, [*_tags, *(self.unknown_tagged_fields or ())])")
+                out.add(tb, "else:")
+                out.add(tb + 1, 'out += b"\\x00"')
         if len(out.lines) == start:
             out.add(b, "pass")
 
@@ -627,6 +646,10 @@ def module_text(messages: list[MessageSpec], title: str) -> str:
         body.add(0, "")
         body.add(0, "")
     ctx.imports.discard("EncodeError")
+    if ctx.defaults:
+        body.add(0, "# Default values that encoders compare against; never handed out.")
+        for expr, name in ctx.defaults.items():
+            body.add(0, f"{name} = {expr}")
     head = [HEADER_LINE, f'"""{title}"""', "", "from __future__ import annotations", ""]
     std = []
     if ctx.formats or "struct" in ctx.imports:
