@@ -20,7 +20,8 @@ from tools.codegen.emit import HEADER_LINE, module_text
 from tools.codegen.schema import MessageSpec, load_all, snake
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SCHEMAS = REPO.parent / "shared" / "kafka-spec" / "message"
+SPEC_ROOT = REPO.parent / "shared" / "kafka-spec"
+DEFAULT_SCHEMAS = SPEC_ROOT / "message"
 DEFAULT_OUT = REPO / "protocol" / "messages"
 
 
@@ -89,14 +90,22 @@ def registry_text(modules: list[tuple[str, int | None, list[MessageSpec]]]) -> s
     return "\n".join(lines)
 
 
+def default_schema_dirs() -> list[Path]:
+    """``message/`` and every other schema directory beside it (the coordinators' record schemas
+    and the KRaft metadata records live in directories of their own in Kafka's tree)."""
+    others = sorted(d for d in SPEC_ROOT.iterdir() if d.is_dir() and d != DEFAULT_SCHEMAS
+                    and any(d.glob("*.json"))) if SPEC_ROOT.is_dir() else []
+    return [DEFAULT_SCHEMAS, *others]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.codegen", description=__doc__.splitlines()[0])
     parser.add_argument("--schemas", type=Path, action="append",
-                        help=f"a schema directory (repeatable; default {DEFAULT_SCHEMAS})")
+                        help=f"a schema directory (repeatable; default: every directory of JSON schemas under {SPEC_ROOT})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--check", action="store_true", help="exit 1 if the output on disk differs")
     args = parser.parse_args(argv)
-    schema_dirs = args.schemas or [DEFAULT_SCHEMAS]
+    schema_dirs = args.schemas or default_schema_dirs()
     for d in schema_dirs:
         if not d.is_dir():
             print(f"schema directory {d} does not exist", file=sys.stderr)
