@@ -57,7 +57,7 @@ class FrameDecoder:
         end = begin + size
         if end > len(self._buf):
             return None
-        frame = bytes(self._buf[begin:end])
+        frame = bytes(memoryview(self._buf)[begin:end])  # one copy, not a slice and a copy
         self._start = end
         if self._start == len(self._buf):
             self._buf.clear()

@@ -18,7 +18,7 @@ import codecs
 import struct
 import uuid
 
-from protocol.errors import ProtocolError
+from protocol.errors import EncodeError, ProtocolError
 
 I8 = struct.Struct(">b")
 I16 = struct.Struct(">h")
@@ -183,7 +183,7 @@ def read_compact_nullable_string(buf: memoryview, pos: int) -> tuple[str | None,
 def write_string(out: bytearray, value: str) -> None:
     raw = value.encode()
     if len(raw) > 0x7FFF:
-        raise ValueError(f"string of {len(raw)} bytes is too long for an int16 length")
+        raise EncodeError(f"string of {len(raw)} bytes is too long for an int16 length")
     out += I16.pack(len(raw))
     out += raw
 

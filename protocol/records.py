@@ -57,6 +57,7 @@ from protocol.compression import (
     compress,
     decompress,
 )
+from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
 from protocol.primitives import read_varint, read_varlong, varint_bytes, varlong_bytes
 
@@ -172,6 +173,11 @@ class BatchErrorKind(Enum):
     CORRUPT = "corrupt"
     INVALID = "invalid"
     OLD_MAGIC = "old_magic"
+
+    @property
+    def error_code(self) -> ErrorCode:
+        """The Kafka error code a produce answers with."""
+        return ErrorCode.CORRUPT_MESSAGE if self is BatchErrorKind.CORRUPT else ErrorCode.INVALID_RECORD
 
 
 class BatchError(ProtocolError):
