@@ -1,0 +1,256 @@
+"""The state of one broker, shared by its request handlers.
+
+What it owns: the log manager (partition data), the topic catalogue, producer state per
+partition, the fetch session cache, the group committer, and the wake-ups that let a waiting
+fetch return as soon as an append lands. Handlers (``broker.handlers``) read and change it; the
+server (``broker.server``) owns sockets and tasks. Everything here runs on the trio thread; the
+only blocking work (fsyncs) goes through the group committer's worker threads.
+
+Clock and randomness are injected (``now_ms``, ``rng``), so tests can drive time and ids.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from broker.config import BrokerConfig, log_config
+from broker.fetch_session import FetchSessionCache
+from broker.producer_state import (
+    CorruptSnapshotError,
+    ProducerStateManager,
+    parse_snapshot_file_name,
+    snapshot_file_name,
+)
+from broker.topics import Topic, TopicStore
+from protocol.error_codes import ErrorCode
+from protocol.records import iter_batches
+from storage.config import LogConfig
+from storage.fs import FileSystem, read_whole, write_atomically
+from storage.group_commit import GroupCommitter
+from storage.log import PartitionLog
+from storage.manager import LogManager
+
+PRODUCER_IDS_FILE = "trafka-producer-ids"
+PRODUCER_ID_BLOCK_SIZE = 1000
+REPLAY_BYTES = 8 * 1024 * 1024  # how much log one step of the producer-state rebuild reads
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """What the broker keeps beside a partition's log."""
+
+    log: PartitionLog
+    producers: ProducerStateManager
+    leader_epoch: int = 0
+    # Fetches waiting for data on this partition; set on every append.
+    waiters: set[trio.Event] = field(default_factory=set)
+
+    def wake(self) -> None:
+        for event in self.waiters:
+            event.set()
+        self.waiters.clear()
+
+
+class Broker:
+    """See the module docstring. Build with ``Broker.open``; close with ``close``."""
+
+    def __init__(self, config: BrokerConfig, fs: FileSystem, *, now_ms: Callable[[], int],
+                 rng: random.Random) -> None:
+        self.config = config
+        self.fs = fs
+        self.now_ms = now_ms
+        self.rng = rng
+        self.node_id = config.node_id
+        self.log_dir = config.log_dirs[0]
+        self.topics = TopicStore(fs, self.log_dir, new_uuid=self.new_uuid)
+        self.logs: LogManager | None = None
+        self.partitions: dict[tuple[str, int], PartitionState] = {}
+        self.committer = GroupCommitter(now_ms=now_ms)
+        self.fetch_sessions = FetchSessionCache(
+            new_session_id=lambda: rng.randint(1, 2**31 - 1),
+            topic_name_for_id=self._topic_name_for_id,
+            max_slots=config.max_incremental_fetch_session_cache_slots,
+        )
+        # Set by the server once it is listening: the address Metadata advertises.
+        self.advertised_address: tuple[str, int] = ("127.0.0.1", 9092)
+        self.cluster_id = ""
+        self.next_producer_id = 0
+        self._producer_ids_reserved = 0
+
+    def new_uuid(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Load topics and recover every partition log (blocking; run before serving)."""
+        self.fs.makedirs(self.log_dir)
+        self.topics.load()
+        self._load_producer_ids()
+        self.logs = LogManager.open(
+            self.fs, self.log_dir, now_ms=self.now_ms(),
+            default_config=log_config(self.config, {}),
+            dir_config=self.config.log_dir_config(),
+            topic_config=self._topic_log_config,
+        )
+        self.cluster_id = self._cluster_id()
+        for (name, index), log in list(self.logs.logs.items()):
+            if self.topics.get(name) is None:
+                # A stray partition of a deleted topic (a crash between the two steps of a delete).
+                self.logs.delete_log(name, index, now_ms=self.now_ms())
+                continue
+            latest = log.epochs.latest_epoch
+            self.partitions[(name, index)] = PartitionState(
+                log, self._load_producer_state(log), leader_epoch=latest if latest is not None else 0)
+        for topic in self.topics:
+            self._ensure_partitions(topic)
+
+    def _cluster_id(self) -> str:
+        assert self.logs is not None
+        from storage.checkpoint import read_properties
+        from storage.manager import META_PROPERTIES
+
+        path = self.logs._path(META_PROPERTIES)
+        if self.fs.exists(path):
+            cluster_id = read_properties(self.fs, path).get("cluster.id", "")
+        else:
+            cluster_id = _base64_uuid(self.new_uuid())
+        self.logs.ensure_meta_properties(cluster_id=cluster_id, node_id=self.node_id, directory_id=self.new_uuid())
+        return cluster_id
+
+    def _topic_log_config(self, topic: str) -> LogConfig:
+        t = self.topics.get(topic)
+        return log_config(self.config, t.configs if t is not None else {})
+
+    # --- producer state ---------------------------------------------------------------------
+
+    def _new_producer_state(self, start_offset: int) -> ProducerStateManager:
+        return ProducerStateManager(producer_id_expiration_ms=self.config.producer_id_expiration_ms,
+                                    map_end_offset=start_offset)
+
+    def _load_producer_state(self, log: PartitionLog) -> ProducerStateManager:
+        """The newest valid snapshot at or below the log end, then the log replayed after it."""
+        state = self._new_producer_state(log.log_start_offset)
+        snapshots = sorted((o, n) for n in self.fs.listdir(log.dir)
+                           if (o := parse_snapshot_file_name(n)) is not None)
+        for offset, name in reversed(snapshots):
+            path = posixpath.join(log.dir, name)
+            if offset > log.log_end_offset or offset < log.log_start_offset:
+                self.fs.remove(path)
+                continue
+            try:
+                state.load_snapshot(read_whole(self.fs, path), snapshot_offset=offset, now_ms=self.now_ms())
+                break
+            except CorruptSnapshotError:
+                self.fs.remove(path)
+        offset = max(state.map_end_offset, log.log_start_offset)
+        while offset < log.log_end_offset:
+            result = log.read(offset, max_bytes=REPLAY_BYTES, upper_bound_offset=None)
+            if result.error != ErrorCode.NONE or not result.slices:
+                break
+            for view in iter_batches(memoryview(result.read_bytes())):
+                state.replay(view)
+                offset = view.next_offset
+        return state
+
+    def write_producer_snapshots(self) -> None:
+        """A snapshot of every partition's producer state at its log end (at clean shutdown)."""
+        for state in self.partitions.values():
+            log = state.log
+            state.producers.advance_map_end_offset(log.log_end_offset)
+            name = snapshot_file_name(state.producers.map_end_offset)
+            write_atomically(self.fs, posixpath.join(log.dir, name), state.producers.snapshot_bytes())
+            for n in self.fs.listdir(log.dir):
+                o = parse_snapshot_file_name(n)
+                if o is not None and o != state.producers.map_end_offset:
+                    self.fs.remove(posixpath.join(log.dir, n))
+
+    def close(self) -> None:
+        """Flush every log, write checkpoints and the clean-shutdown marker."""
+        if self.logs is not None:
+            self.write_producer_snapshots()
+            self.logs.close(now_ms=self.now_ms())
+            self.logs = None
+
+    # --- topics and partitions --------------------------------------------------------------
+
+    def _ensure_partitions(self, topic: Topic) -> None:
+        assert self.logs is not None
+        for p in range(topic.partitions):
+            if (topic.name, p) not in self.partitions:
+                log = self.logs.get_or_create_log(topic.name, p, topic_id=topic.topic_id, now_ms=self.now_ms())
+                self.partitions[(topic.name, p)] = PartitionState(log, self._new_producer_state(log.log_start_offset))
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
+        topic = self.topics.create(name, partitions, configs)
+        self._ensure_partitions(topic)
+        return topic
+
+    def delete_topic(self, name: str) -> Topic:
+        assert self.logs is not None
+        topic = self.topics.delete(name)
+        for p in range(topic.partitions):
+            state = self.partitions.pop((name, p), None)
+            if state is not None:
+                state.wake()
+            self.logs.delete_log(name, p, now_ms=self.now_ms())
+        return topic
+
+    def add_partitions(self, name: str, count: int) -> None:
+        self.topics.set_partitions(name, count)
+        topic = self.topics.get(name)
+        assert topic is not None
+        self._ensure_partitions(topic)
+
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        self.topics.set_configs(name, configs)
+        cfg = log_config(self.config, configs)
+        topic = self.topics.get(name)
+        assert topic is not None
+        for p in range(topic.partitions):
+            state = self.partitions.get((name, p))
+            if state is not None:
+                state.log.config = cfg
+
+    def _topic_name_for_id(self, topic_id: uuid.UUID) -> str | None:
+        t = self.topics.by_id(topic_id)
+        return t.name if t is not None else None
+
+    def min_insync_replicas(self, topic: str) -> int:
+        t = self.topics.get(topic)
+        value = t.configs.get("min.insync.replicas") if t is not None else None
+        return int(value) if value is not None else self.config.min_insync_replicas
+
+    def partition(self, topic: str, partition: int) -> PartitionState | None:
+        return self.partitions.get((topic, partition))
+
+    def allocate_producer_id(self) -> int:
+        """A producer id never handed out before, across restarts too.
+
+        Ids are reserved in blocks (as Kafka's controller hands them out); the end of the reserved
+        block is persisted before any id in it is used, so a crash only skips ids.
+        """
+        if self.next_producer_id >= self._producer_ids_reserved:
+            self._producer_ids_reserved = self.next_producer_id + PRODUCER_ID_BLOCK_SIZE
+            write_atomically(self.fs, posixpath.join(self.log_dir, PRODUCER_IDS_FILE),
+                             str(self._producer_ids_reserved).encode())
+        pid = self.next_producer_id
+        self.next_producer_id += 1
+        return pid
+
+    def _load_producer_ids(self) -> None:
+        path = posixpath.join(self.log_dir, PRODUCER_IDS_FILE)
+        if self.fs.exists(path):
+            self.next_producer_id = self._producer_ids_reserved = int(read_whole(self.fs, path))
+
+
+def _base64_uuid(u: uuid.UUID) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(u.bytes).decode().rstrip("=")

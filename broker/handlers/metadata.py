@@ -1,0 +1,117 @@
+"""ApiVersions, Metadata and DescribeCluster: what the broker serves and what the cluster holds."""
+
+from __future__ import annotations
+
+from broker.dispatch import RequestContext, route, supported_versions
+from broker.topics import Topic, topic_name_error
+from protocol.error_codes import ErrorCode
+from protocol.messages import ApiKey
+from protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
+from protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
+from protocol.messages.metadata import MetadataRequest, MetadataResponse
+
+# Kafka's "not requested" value for authorized-operations bitfields.
+AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+# ACL operation codes (AclOperation): with no authorizer every operation is allowed.
+_TOPIC_OPERATIONS = (3, 4, 5, 6, 7, 8, 10, 11)  # READ WRITE CREATE DELETE ALTER DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS
+_CLUSTER_OPERATIONS = (4, 5, 7, 8, 9, 10, 11, 12)  # + CLUSTER_ACTION IDEMPOTENT_WRITE
+
+
+def _bits(ops: tuple[int, ...]) -> int:
+    v = 0
+    for op in ops:
+        v |= 1 << op
+    return v
+
+
+TOPIC_AUTHORIZED_OPERATIONS = _bits(_TOPIC_OPERATIONS)
+CLUSTER_AUTHORIZED_OPERATIONS = _bits(_CLUSTER_OPERATIONS)
+
+
+@route(ApiKey.API_VERSIONS, 0, 4)
+async def api_versions(ctx: RequestContext, req: ApiVersionsRequest) -> ApiVersionsResponse:
+    return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_versions())
+
+
+def _advertised(ctx: RequestContext) -> tuple[str, int]:
+    return ctx.broker.advertised_address
+
+
+def _topic_metadata(ctx: RequestContext, topic: Topic, include_ops: bool) -> MetadataResponse.MetadataResponseTopic:
+    b = ctx.broker
+    parts = []
+    for p in range(topic.partitions):
+        state = b.partition(topic.name, p)
+        epoch = state.leader_epoch if state is not None else 0
+        parts.append(MetadataResponse.MetadataResponsePartition(
+            error_code=ErrorCode.NONE, partition_index=p, leader_id=b.node_id, leader_epoch=epoch,
+            replica_nodes=[b.node_id], isr_nodes=[b.node_id], offline_replicas=[]))
+    return MetadataResponse.MetadataResponseTopic(
+        error_code=ErrorCode.NONE, name=topic.name, topic_id=topic.topic_id, is_internal=topic.is_internal,
+        partitions=parts,
+        topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS if include_ops else AUTHORIZED_OPERATIONS_OMITTED)
+
+
+@route(ApiKey.METADATA, 0, 12)
+async def metadata(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
+    b = ctx.broker
+    version = ctx.api_version
+    include_ops = req.include_topic_authorized_operations
+    host, port = _advertised(ctx)
+    topics: list[MetadataResponse.MetadataResponseTopic] = []
+    if req.topics is None or (version == 0 and not req.topics):
+        topics = [_topic_metadata(ctx, t, include_ops) for t in sorted(b.topics, key=lambda t: t.name)]
+    else:
+        auto_create = b.config.auto_create_topics_enable and (version < 4 or req.allow_auto_topic_creation)
+        for rt in req.topics:
+            if rt.name is None:
+                t = b.topics.by_id(rt.topic_id)
+                if t is None:
+                    topics.append(MetadataResponse.MetadataResponseTopic(
+                        error_code=ErrorCode.UNKNOWN_TOPIC_ID, name=None, topic_id=rt.topic_id))
+                else:
+                    topics.append(_topic_metadata(ctx, t, include_ops))
+                continue
+            t = b.topics.get(rt.name)
+            if t is None:
+                error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                if topic_name_error(rt.name) is not None:
+                    error = ErrorCode.INVALID_TOPIC_EXCEPTION
+                elif auto_create and b.topics.collides(rt.name) is None:
+                    t = b.create_topic(rt.name, b.config.num_partitions, {})
+                if t is None:
+                    topics.append(MetadataResponse.MetadataResponseTopic(
+                        error_code=error, name=rt.name, is_internal=False,
+                        topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED))
+                    continue
+            topics.append(_topic_metadata(ctx, t, include_ops))
+    return MetadataResponse(
+        throttle_time_ms=0,
+        brokers=[MetadataResponse.MetadataResponseBroker(node_id=b.node_id, host=host, port=port,
+                                                         rack=b.config.broker_rack)],
+        cluster_id=b.cluster_id,
+        controller_id=b.node_id,
+        topics=topics,
+        cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations
+                                       else AUTHORIZED_OPERATIONS_OMITTED),
+    )
+
+
+@route(ApiKey.DESCRIBE_CLUSTER, 0, 1)
+async def describe_cluster(ctx: RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse:
+    b = ctx.broker
+    host, port = _advertised(ctx)
+    if req.endpoint_type != 1:  # 1 = brokers, 2 = controllers (KIP-919)
+        error = ErrorCode.MISMATCHED_ENDPOINT_TYPE if req.endpoint_type == 2 else ErrorCode.UNSUPPORTED_ENDPOINT_TYPE
+        return DescribeClusterResponse(error_code=error, endpoint_type=req.endpoint_type,
+                                       error_message="this listener serves brokers (endpoint type 1)")
+    return DescribeClusterResponse(
+        error_code=ErrorCode.NONE,
+        endpoint_type=req.endpoint_type,
+        cluster_id=b.cluster_id,
+        controller_id=b.node_id,
+        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=b.node_id, host=host, port=port,
+                                                               rack=b.config.broker_rack)],
+        cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations
+                                       else AUTHORIZED_OPERATIONS_OMITTED),
+    )

@@ -1,0 +1,130 @@
+"""The topic catalogue of a single-node broker: names, ids, partition counts, config overrides.
+
+What it owns: the set of topics and their metadata, persisted as one JSON document
+(``trafka-topics.json`` in the log directory) written temp, fsync, rename, fsync directory through
+the storage file system, so topic ids and config overrides survive restarts. Partition data lives
+in the log manager; this module never touches it. The replication issue replaces this file with
+the KRaft metadata log; the interface (create, delete, alter, look up by name or id) stays.
+
+Also here: Kafka's rules for legal topic names (at most 249 characters of ``[a-zA-Z0-9._-]``, not
+``.`` or ``..``) and for names that collide once ``.`` and ``_`` are treated alike.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from storage.fs import FileSystem, read_whole, write_atomically
+
+TOPICS_FILE = "trafka-topics.json"
+TOPIC_NAME_CHARS_MAX = 249
+_LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+
+def topic_name_error(name: str) -> str | None:
+    """Why ``name`` is not a legal topic name, or None."""
+    if not name:
+        return "topic name is empty"
+    if name in (".", ".."):
+        return f"topic name cannot be {name!r}"
+    if len(name) > TOPIC_NAME_CHARS_MAX:
+        return f"topic name is {len(name)} characters long; the limit is {TOPIC_NAME_CHARS_MAX}"
+    if not _LEGAL.match(name):
+        return f"topic name {name!r} has characters other than ASCII letters, digits, '.', '_' and '-'"
+    return None
+
+
+def collision_key(name: str) -> str:
+    """Kafka's metrics names replace '.' with '_', so two such topics may not coexist."""
+    return name.replace(".", "_")
+
+
+@dataclass(slots=True)
+class Topic:
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_internal(self) -> bool:
+        return self.name in INTERNAL_TOPICS
+
+
+class TopicStore:
+    """See the module docstring. All methods run on the broker's one thread."""
+
+    def __init__(self, fs: FileSystem, log_dir: str, *, new_uuid: Callable[[], uuid.UUID]) -> None:
+        self.fs = fs
+        self.path = posixpath.join(log_dir, TOPICS_FILE)
+        self._new_uuid = new_uuid
+        self._by_name: dict[str, Topic] = {}
+        self._by_id: dict[uuid.UUID, Topic] = {}
+
+    def load(self) -> None:
+        if not self.fs.exists(self.path):
+            return
+        doc = json.loads(read_whole(self.fs, self.path))
+        for t in doc["topics"]:
+            self._add(Topic(t["name"], uuid.UUID(t["id"]), int(t["partitions"]), dict(t["configs"])))
+
+    def _save(self) -> None:
+        doc = {"version": 1, "topics": [
+            {"name": t.name, "id": str(t.topic_id), "partitions": t.partitions, "configs": t.configs}
+            for t in sorted(self._by_name.values(), key=lambda t: t.name)
+        ]}
+        write_atomically(self.fs, self.path, json.dumps(doc, indent=1).encode())
+
+    def _add(self, topic: Topic) -> None:
+        self._by_name[topic.name] = topic
+        self._by_id[topic.topic_id] = topic
+
+    def __iter__(self) -> Iterator[Topic]:
+        return iter(list(self._by_name.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def get(self, name: str) -> Topic | None:
+        return self._by_name.get(name)
+
+    def by_id(self, topic_id: uuid.UUID) -> Topic | None:
+        return self._by_id.get(topic_id)
+
+    def collides(self, name: str) -> str | None:
+        """The existing topic whose name collides with ``name`` ('.' vs '_'), if any."""
+        key = collision_key(name)
+        for other in self._by_name:
+            if other != name and collision_key(other) == key:
+                return other
+        return None
+
+    def create(self, name: str, partitions: int, configs: Mapping[str, str]) -> Topic:
+        assert name not in self._by_name, name
+        topic_id = self._new_uuid()
+        while topic_id in self._by_id or topic_id.int == 0:
+            topic_id = self._new_uuid()
+        topic = Topic(name, topic_id, partitions, dict(configs))
+        self._add(topic)
+        self._save()
+        return topic
+
+    def delete(self, name: str) -> Topic:
+        topic = self._by_name.pop(name)
+        del self._by_id[topic.topic_id]
+        self._save()
+        return topic
+
+    def set_configs(self, name: str, configs: Mapping[str, str]) -> None:
+        self._by_name[name].configs = dict(configs)
+        self._save()
+
+    def set_partitions(self, name: str, partitions: int) -> None:
+        self._by_name[name].partitions = partitions
+        self._save()
