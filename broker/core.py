@@ -48,6 +48,7 @@ class PartitionState:
     log: PartitionLog
     producers: ProducerStateManager
     leader_epoch: int = 0
+    snapshot_offset: int = 0  # where the newest producer-state snapshot was taken
     # Fetches waiting for data on this partition; set on every append.
     waiters: set[trio.Event] = field(default_factory=set)
 
@@ -162,14 +163,25 @@ class Broker:
     def write_producer_snapshots(self) -> None:
         """A snapshot of every partition's producer state at its log end (at clean shutdown)."""
         for state in self.partitions.values():
-            log = state.log
-            state.producers.advance_map_end_offset(log.log_end_offset)
-            name = snapshot_file_name(state.producers.map_end_offset)
-            write_atomically(self.fs, posixpath.join(log.dir, name), state.producers.snapshot_bytes())
-            for n in self.fs.listdir(log.dir):
-                o = parse_snapshot_file_name(n)
-                if o is not None and o != state.producers.map_end_offset:
-                    self.fs.remove(posixpath.join(log.dir, n))
+            self._snapshot_producers(state)
+
+    def snapshot_rolled_partitions(self) -> None:
+        """Snapshot producer state where a segment rolled since the last snapshot (as Kafka does),
+        so that a rebuild after a crash replays at most about one segment."""
+        for state in self.partitions.values():
+            if state.log.active_segment.base_offset > state.snapshot_offset:
+                self._snapshot_producers(state)
+
+    def _snapshot_producers(self, state: PartitionState) -> None:
+        log = state.log
+        state.producers.advance_map_end_offset(log.log_end_offset)
+        offset = state.producers.map_end_offset
+        write_atomically(self.fs, posixpath.join(log.dir, snapshot_file_name(offset)), state.producers.snapshot_bytes())
+        state.snapshot_offset = offset
+        for n in self.fs.listdir(log.dir):
+            o = parse_snapshot_file_name(n)
+            if o is not None and o != offset:
+                self.fs.remove(posixpath.join(log.dir, n))
 
     def close(self) -> None:
         """Flush every log, write checkpoints and the clean-shutdown marker."""

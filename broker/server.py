@@ -91,6 +91,7 @@ class Server:
             await trio.sleep(1)
             if self.broker.logs is not None:
                 await maintenance_pass(self.broker.logs, now_ms=self.broker.now_ms())
+                self.broker.snapshot_rolled_partitions()
 
     async def _accept_all(self, listeners: list[trio.SocketListener], nursery: trio.Nursery) -> None:
         assert self._accept_scope is not None
