@@ -81,6 +81,9 @@ class Broker:
         # Set by the server once it is listening: the address Metadata advertises.
         self.advertised_address: tuple[str, int] = ("127.0.0.1", 9092)
         self.cluster_id = ""
+        self.timestamp_bounds_set = any(config.is_set(k) for k in (
+            "log.message.timestamp.before.max.ms", "log.message.timestamp.after.max.ms",
+            "log.message.timestamp.difference.max.ms"))
         self.next_producer_id = 0
         self._producer_ids_reserved = 0
 
@@ -107,8 +110,10 @@ class Broker:
                 self.logs.delete_log(name, index, now_ms=self.now_ms())
                 continue
             latest = log.epochs.latest_epoch
-            self.partitions[(name, index)] = PartitionState(
-                log, self._load_producer_state(log), leader_epoch=latest if latest is not None else 0)
+            state = PartitionState(log, self._load_producer_state(log),
+                                   leader_epoch=latest if latest is not None else 0)
+            self.partitions[(name, index)] = state
+            self._become_leader(state)
         for topic in self.topics:
             self._ensure_partitions(topic)
 
@@ -197,7 +202,28 @@ class Broker:
         for p in range(topic.partitions):
             if (topic.name, p) not in self.partitions:
                 log = self.logs.get_or_create_log(topic.name, p, topic_id=topic.topic_id, now_ms=self.now_ms())
-                self.partitions[(topic.name, p)] = PartitionState(log, self._new_producer_state(log.log_start_offset))
+                state = PartitionState(log, self._new_producer_state(log.log_start_offset))
+                self.partitions[(topic.name, p)] = state
+                self._become_leader(state)
+
+    def _become_leader(self, state: PartitionState) -> None:
+        """As Kafka's makeLeader: the leader epoch starts at the log end, and a leader that is its
+        own whole ISR has everything in its (recovered) log below the high watermark."""
+        log = state.log
+        log.epochs.assign(epoch=state.leader_epoch, start_offset=log.log_end_offset)
+        self.advance_high_watermark(state)
+
+    def advance_high_watermark(self, state: PartitionState) -> None:
+        """Move the high watermark as far as a single-replica ISR allows and wake waiting fetches.
+
+        For a topic with ``flush.messages=1`` that is the durable offset: a consumer never reads a
+        record that a crash could still take away. Otherwise it is the log end, as in Kafka.
+        """
+        log = state.log
+        target = log.durable_offset if log.config.durable_appends else log.log_end_offset
+        if target > log.high_watermark:
+            log.update_high_watermark(target)
+            state.wake()
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str]) -> Topic:
         topic = self.topics.create(name, partitions, configs)

@@ -21,7 +21,7 @@ from typing import Any
 
 from broker.core import Broker
 from protocol.error_codes import ErrorCode
-from protocol.errors import ProtocolError
+from protocol.errors import EncodeError, ProtocolError
 from protocol.headers import decode_request_header, encode_response, peek_request
 from protocol.message import ChunkedOut, Message
 from protocol.messages import REQUESTS, RESPONSES, ApiKey
@@ -29,6 +29,10 @@ from protocol.messages.api_versions import ApiVersionsResponse
 from protocol.messages.request_header import RequestHeader
 
 log = logging.getLogger("trafka.dispatch")
+
+class CloseConnection(Exception):  # noqa: N818 (it is an instruction, not an error)
+    """Raised by a handler when the only right answer is to close the connection."""
+
 
 Handler = Callable[["RequestContext", Any], Awaitable[Message | None]]
 
@@ -97,14 +101,19 @@ async def dispatch(ctx: RequestContext, frame: memoryview) -> ChunkedOut | None:
     request, _ = request_cls.decode_from(frame, pos, version)
     try:
         response = await r.handler(ctx, request)
-    except ProtocolError:
+    except (ProtocolError, CloseConnection):
         raise
     except Exception:
         log.exception("%s v%d from %s failed", request_cls.NAME, version, ctx.peer)
         response = error_response(key, version, ErrorCode.UNKNOWN_SERVER_ERROR)
     if response is None:
         return None
-    return encode_response(response, version, prefix.correlation_id)
+    try:
+        return encode_response(response, version, prefix.correlation_id)
+    except EncodeError:
+        log.exception("%s v%d response to %s cannot be encoded", request_cls.NAME, version, ctx.peer)
+        return encode_response(error_response(key, version, ErrorCode.UNKNOWN_SERVER_ERROR), version,
+                               prefix.correlation_id)
 
 
 def error_response(api_key: int, version: int, error: ErrorCode) -> Message:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import trio
 
 from broker.core import Broker
-from broker.dispatch import RequestContext, dispatch
+from broker.dispatch import CloseConnection, RequestContext, dispatch
 from protocol.errors import ProtocolError
 from protocol.framing import FrameDecoder
 from protocol.message import RecordsSource
@@ -163,6 +163,9 @@ class Server:
                 response = await dispatch(ctx, frame)
             except ProtocolError as e:
                 log.info("closing connection from %s: malformed request: %s", peer, e)
+                return
+            except CloseConnection as e:
+                log.info("closing connection from %s: %s", peer, e)
                 return
             if response is not None:
                 await send.send(response.chunks())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from broker.dispatch import RequestContext, route, supported_versions
 from broker.topics import Topic, topic_name_error
 from protocol.error_codes import ErrorCode
@@ -9,6 +11,7 @@ from protocol.messages import ApiKey
 from protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from protocol.messages.metadata import MetadataRequest, MetadataResponse
+from protocol.primitives import ZERO_UUID
 
 # Kafka's "not requested" value for authorized-operations bitfields.
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
@@ -28,8 +31,17 @@ TOPIC_AUTHORIZED_OPERATIONS = _bits(_TOPIC_OPERATIONS)
 CLUSTER_AUTHORIZED_OPERATIONS = _bits(_CLUSTER_OPERATIONS)
 
 
+# KIP-511: what a client may call itself.
+_SOFTWARE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?$")
+CLIENT_SOFTWARE_VERSION_MIN = 3
+TOPIC_ID_LOOKUP_VERSION_MIN = 12
+
+
 @route(ApiKey.API_VERSIONS, 0, 4)
 async def api_versions(ctx: RequestContext, req: ApiVersionsRequest) -> ApiVersionsResponse:
+    if ctx.api_version >= CLIENT_SOFTWARE_VERSION_MIN and not (
+            _SOFTWARE.match(req.client_software_name) and _SOFTWARE.match(req.client_software_version)):
+        return ApiVersionsResponse(error_code=ErrorCode.INVALID_REQUEST, api_keys=[])
     return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_versions())
 
 
@@ -61,6 +73,11 @@ async def metadata(ctx: RequestContext, req: MetadataRequest) -> MetadataRespons
     topics: list[MetadataResponse.MetadataResponseTopic] = []
     if req.topics is None or (version == 0 and not req.topics):
         topics = [_topic_metadata(ctx, t, include_ops) for t in sorted(b.topics, key=lambda t: t.name)]
+    elif version < TOPIC_ID_LOOKUP_VERSION_MIN and any(
+            rt.name is None or rt.topic_id != ZERO_UUID for rt in req.topics):
+        # Kafka refuses the whole request: topic ids cannot be looked up before v12.
+        topics = [MetadataResponse.MetadataResponseTopic(error_code=ErrorCode.INVALID_REQUEST, name=rt.name or "")
+                  for rt in req.topics]
     else:
         auto_create = b.config.auto_create_topics_enable and (version < 4 or req.allow_auto_topic_creation)
         for rt in req.topics:

@@ -18,11 +18,13 @@ from storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
 EARLIEST_LOCAL_TIMESTAMP = -4  # KIP-405: the first offset held locally (all of it, here)
 LATEST_TIERED_TIMESTAMP = -5  # KIP-1005: nothing is tiered, so there is no such offset
 READ_COMMITTED = 1
+LEADER_EPOCH_VERSION_MIN = 4  # ListOffsets answers carry the leader epoch from v4
 
 
 @route(ApiKey.LIST_OFFSETS, 1, 10)
 async def list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse:
     b = ctx.broker
+    with_epoch = ctx.api_version >= LEADER_EPOCH_VERSION_MIN
     topics = []
     for rt in req.topics:
         parts = []
@@ -42,7 +44,7 @@ async def list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffs
             if ts == LATEST_TIMESTAMP:
                 # Consumers see up to the high watermark (the last stable offset for read_committed).
                 r.offset = log.high_watermark
-                r.leader_epoch = state.leader_epoch
+                r.leader_epoch = state.leader_epoch if with_epoch else -1
                 continue
             if ts == LATEST_TIERED_TIMESTAMP:
                 continue
@@ -57,7 +59,7 @@ async def list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffs
                 r.error_code = ErrorCode.INVALID_REQUEST
                 continue
             epoch = log.epochs.epoch_for_offset(r.offset)
-            r.leader_epoch = epoch if epoch is not None else -1
+            r.leader_epoch = epoch if epoch is not None and with_epoch else -1
         topics.append(ListOffsetsResponse.ListOffsetsTopicResponse(name=rt.name, partitions=parts))
     return ListOffsetsResponse(throttle_time_ms=0, topics=topics)
 

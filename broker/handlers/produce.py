@@ -8,16 +8,18 @@ request's bytes go to the segment file in one write. Duplicates from an idempote
 
 from __future__ import annotations
 
-from broker.core import PartitionState
-from broker.dispatch import RequestContext, route
+from broker.config import timestamp_bounds_ms, topic_config_values
+from broker.core import Broker, PartitionState
+from broker.dispatch import CloseConnection, RequestContext, route
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
 from protocol.messages import ApiKey
 from protocol.messages.produce import ProduceRequest, ProduceResponse
-from protocol.records import BatchError, iter_batches
+from protocol.records import BatchError, Compression, RecordBatchView, TimestampType, iter_batches
 from storage.log import AppendRejected
 
 VALID_ACKS = (-1, 0, 1)
+ZSTD_PRODUCE_VERSION_MIN = 7  # KIP-110
 PartitionResponse = ProduceResponse.PartitionProduceResponse
 
 
@@ -50,7 +52,11 @@ async def produce(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse |
                 for pr in tr.partition_responses:
                     if tr.name == state.log.topic and pr.index == state.log.partition:
                         pr.error_code, pr.error_message = ErrorCode.KAFKA_STORAGE_ERROR, str(e)
+        b.advance_high_watermark(state)
     if req.acks == 0:
+        if any(pr.error_code != ErrorCode.NONE for tr in responses for pr in tr.partition_responses):
+            # The producer expects no answer, so closing is the only way to tell it (Kafka does so).
+            raise CloseConnection("an acks=0 produce failed")
         return None
     return ProduceResponse(responses=responses, throttle_time_ms=0)
 
@@ -78,6 +84,11 @@ def _append(ctx: RequestContext, req: ProduceRequest, state: PartitionState,
         return _error(pd.index, ErrorCode.CORRUPT_MESSAGE, str(e))
     if not views:
         return _error(pd.index, ErrorCode.CORRUPT_MESSAGE, "the records hold no whole record batch")
+    if ctx.api_version < ZSTD_PRODUCE_VERSION_MIN and views[0].compression == Compression.ZSTD:
+        return _error(pd.index, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, "zstd needs produce v7 or later")
+    bounds_error = _timestamp_error(b, log.topic, views[0])
+    if bounds_error is not None:
+        return _error(pd.index, ErrorCode.INVALID_TIMESTAMP, bounds_error)
     if len(views) != 1:
         # Produce v3+ carries exactly one batch per partition, as Kafka requires.
         return _error(pd.index, ErrorCode.INVALID_RECORD,
@@ -96,16 +107,39 @@ def _append(ctx: RequestContext, req: ProduceRequest, state: PartitionState,
         return _error(pd.index, verdict.error, verdict.message)
     if verdict.duplicate is not None:
         d = verdict.duplicate
+        if log.config.durable_appends and d.last_offset >= log.durable_offset:
+            durable_waits.append((state, d.last_offset))  # the original may still be on its way to disk
         return PartitionResponse(index=pd.index, error_code=ErrorCode.NONE, base_offset=d.first_offset,
                                  log_append_time_ms=d.log_append_time_ms, log_start_offset=log.log_start_offset)
     result = log.append_as_leader(records, leader_epoch=state.leader_epoch, now_ms=b.now_ms())
     if isinstance(result, AppendRejected):
         return _error(pd.index, result.error, result.message)
     producers.record_batches(views, result)
-    log.update_high_watermark(log.log_end_offset)
-    state.wake()
     if result.flush_needed and req.acks != 0:
         durable_waits.append((state, result.last_offset))
+    b.advance_high_watermark(state)
     return PartitionResponse(index=pd.index, error_code=ErrorCode.NONE, base_offset=result.first_offset,
                              log_append_time_ms=result.log_append_time_ms,
                              log_start_offset=result.log_start_offset)
+
+
+def _timestamp_error(b: Broker, topic: str, view: RecordBatchView) -> str | None:
+    """``message.timestamp.before/after.max.ms`` for CreateTime topics.
+
+    The hot path reads no records, so the batch's first and largest timestamps stand for its
+    records (Kafka checks every record); both bounds default to unlimited.
+    """
+    t = b.topics.get(topic)
+    overrides = t.configs if t is not None else {}
+    if not any(k.startswith("message.timestamp") for k in overrides) and not b.timestamp_bounds_set:
+        return None
+    values = topic_config_values(b.config, overrides)
+    if values["message.timestamp.type"] != "CreateTime" or view.timestamp_type != TimestampType.CREATE_TIME:
+        return None
+    before, after = timestamp_bounds_ms(values)
+    now = b.now_ms()
+    if view.base_timestamp < now - before:
+        return f"timestamp {view.base_timestamp} is more than {before} ms before the broker's time {now}"
+    if view.max_timestamp > now + after:
+        return f"timestamp {view.max_timestamp} is more than {after} ms after the broker's time {now}"
+    return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from broker.config import describe_topic_configs, normalise_topic_config, validate_topic_configs
 from broker.dispatch import RequestContext, route
 from broker.topics import topic_name_error
@@ -19,12 +21,12 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
     b = ctx.broker
     version = ctx.api_version
     results = []
-    seen: set[str] = set()
+    names = [t.name for t in req.topics]
+    duplicated = {n for n in names if names.count(n) > 1}
     for t in req.topics:
         r = CreateTopicsResponse.CreatableTopicResult(name=t.name)
         results.append(r)
-        error, message = _create_error(ctx, t, seen)
-        seen.add(t.name)
+        error, message = _create_error(ctx, t, duplicated)
         if error != ErrorCode.NONE:
             r.error_code, r.error_message = error, message
             continue
@@ -45,10 +47,11 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
 
 
 def _create_error(ctx: RequestContext, t: CreateTopicsRequest.CreatableTopic,
-                  seen: set[str]) -> tuple[ErrorCode, str | None]:
+                  duplicated: set[str]) -> tuple[ErrorCode, str | None]:
     b = ctx.broker
-    if t.name in seen:
-        return ErrorCode.INVALID_REQUEST, f"topic {t.name} appears more than once in the request"
+    if t.name in duplicated:
+        # Kafka creates none of the topics a request names twice.
+        return ErrorCode.INVALID_REQUEST, "Duplicate topic name."
     reason = topic_name_error(t.name)
     if reason is not None:
         return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
@@ -98,6 +101,8 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
     results = []
     for name, topic_id in wanted:
         r = DeleteTopicsResponse.DeletableTopicResult(name=name)
+        if isinstance(topic_id, uuid.UUID):
+            r.topic_id = topic_id
         results.append(r)
         topic = b.topics.get(name) if name is not None else b.topics.by_id(topic_id)  # type: ignore[arg-type]
         if topic is None:
