@@ -283,6 +283,34 @@ class MessageEmitter:
         out.add(0, "")
         self.emit_encode(out, indent, qual, fields, within, has_tags)
 
+    def emit_flexible_flag(self, out: Lines, ind: int, fields: list[FieldSpec], within: Versions,
+                           has_tags: bool) -> None:
+        """``flexible = ...`` where some field's encoding, or the tag section, depends on it."""
+        if any(isinstance(self.field_flex(f, f.versions & within), str) and f.flexible_versions is None
+               for f in fields) or (has_tags and not self.flex.covers(within)):
+            out.add(ind, f"flexible = version >= {self.flex.lo}")
+
+    @staticmethod
+    def field_groups(fields: list[FieldSpec], within: Versions) -> list[tuple[list[FieldSpec], Versions]]:
+        """The untagged fields in order, consecutive fixed-width ones under the same gate grouped
+        (one ``struct.Struct`` reads or writes each group), each with the versions it is present in."""
+
+        def fixed(f: FieldSpec) -> bool:
+            return f.type.name in FIXED_FORMATS and not f.type.is_array
+
+        groups: list[tuple[list[FieldSpec], Versions]] = []
+        for f in fields:
+            if f.tag is not None:
+                continue
+            present = f.versions & within
+            last = groups[-1] if groups else None
+            if (last is not None and fixed(f) and fixed(last[0][-1]) and not present.empty
+                    and last[1] == present):
+                last[0].append(f)
+            else:
+                groups.append(([f], present))
+        return groups
+
     # --- decoding ----------------------------------------------------------------------------
 
     def emit_decode(self, out: Lines, ind: int, qual: str, fields: list[FieldSpec], within: Versions,
@@ -290,22 +318,10 @@ class MessageEmitter:
         out.add(ind, "@staticmethod")
         out.add(ind, f"def _decode(buf: memoryview, pos: int, version: int) -> tuple[{qual}, int]:")
         b = ind + 1
-        if any(isinstance(self.field_flex(f, f.versions & within), str) and f.flexible_versions is None
-               for f in fields) or (has_tags and not self.flex.covers(within)):
-            out.add(b, f"flexible = version >= {self.flex.lo}")
-        plain = [f for f in fields if f.tag is None]
+        self.emit_flexible_flag(out, b, fields, within, has_tags)
         tagged = sorted((f for f in fields if f.tag is not None), key=lambda f: f.tag or 0)
-        i = 0
-        while i < len(plain):
-            f = plain[i]
-            present = f.versions & within
-            group = [f]
-            if f.type.name in FIXED_FORMATS and not f.type.is_array and not present.empty:
-                while (i + len(group) < len(plain) and plain[i + len(group)].type.name in FIXED_FORMATS
-                       and not plain[i + len(group)].type.is_array
-                       and (plain[i + len(group)].versions & within) == present):
-                    group.append(plain[i + len(group)])
-            i += len(group)
+        for group, present in self.field_groups(fields, within):
+            f = group[0]
             c = cond(present, within)
             for g in group:
                 var = "_" + attr_name(g.name)
@@ -464,22 +480,10 @@ class MessageEmitter:
         out.add(ind, "def _encode(self, out: bytearray, version: int) -> None:")
         b = ind + 1
         start = len(out.lines)
-        if any(isinstance(self.field_flex(f, f.versions & within), str) and f.flexible_versions is None
-               for f in fields) or (has_tags and not self.flex.covers(within)):
-            out.add(b, f"flexible = version >= {self.flex.lo}")
-        plain = [f for f in fields if f.tag is None]
+        self.emit_flexible_flag(out, b, fields, within, has_tags)
         tagged = sorted((f for f in fields if f.tag is not None), key=lambda f: f.tag or 0)
-        i = 0
-        while i < len(plain):
-            f = plain[i]
-            present = f.versions & within
-            group = [f]
-            if f.type.name in FIXED_FORMATS and not f.type.is_array and not present.empty:
-                while (i + len(group) < len(plain) and plain[i + len(group)].type.name in FIXED_FORMATS
-                       and not plain[i + len(group)].type.is_array
-                       and (plain[i + len(group)].versions & within) == present):
-                    group.append(plain[i + len(group)])
-            i += len(group)
+        for group, present in self.field_groups(fields, within):
+            f = group[0]
             c = cond(present, within)
             inner = b
             if c != "False":
