@@ -111,9 +111,10 @@ class LeaderEpochCache:
         """Record that ``epoch`` starts at ``start_offset``; True if the cache changed."""
         if epoch < 0 or start_offset < 0:
             raise ValueError(f"epoch {epoch} and start offset {start_offset} must not be negative")
-        latest = self.latest
-        if latest is not None and latest.epoch == epoch and start_offset >= latest.start_offset:
-            return False
+        if self._entries:
+            latest = self._entries[-1]
+            if latest.epoch == epoch and start_offset >= latest.start_offset:
+                return False
         while self._entries and (
             self._entries[-1].epoch >= epoch or self._entries[-1].start_offset >= start_offset
         ):

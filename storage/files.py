@@ -80,7 +80,7 @@ class LazyFile:
             self._handle = h
             self.cache._opened(self)
         else:
-            self.cache._touched(self)
+            self.cache._lru.move_to_end(self)  # _touched, inlined: once per append and read
         return h
 
     def size(self) -> int:

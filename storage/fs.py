@@ -139,11 +139,14 @@ class OsFile:
         return os.pread(self._fd, size, position)
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            self._size += n
-            view = view[n:]
+        n = os.write(self._fd, data)
+        self._size += n
+        if n < len(data):
+            view = memoryview(data)[n:]
+            while view:
+                n = os.write(self._fd, view)
+                self._size += n
+                view = view[n:]
 
     def size(self) -> int:
         return self._size

@@ -18,16 +18,30 @@ handles to a worker thread.
 from __future__ import annotations
 
 import posixpath
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from protocol.records import BATCH_HEADER_BYTES, BatchError, RecordBatchView
+from protocol.records import (
+    BATCH_HEADER_BYTES,
+    BATCH_LENGTH_MIN,
+    BATCH_OVERHEAD_BYTES,
+    BatchError,
+    RecordBatchView,
+)
 from storage.files import FileCache, LazyFile
 from storage.index import RELATIVE_OFFSET_MAX, OffsetIndex, TimeIndex
 from storage.layout import DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_name
 
 READ_AHEAD_BYTES = 1 << 20
 HEADER_READ_BYTES = 4096
+
+# What a walk from batch to batch needs: base_offset (at 0), batch_length (8), last_offset_delta (23).
+_WALK = struct.Struct(">qi11xi")
+
+BatchAt = tuple[int, int, int, int, int]
+"""``(index entry, position, base_offset, batch_length, last_offset_delta)`` of a batch, where
+``index entry`` is the number of an offset-index entry at or before it (-1: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +265,22 @@ class LogSegment:
         position = self._size
         if position == 0 and batches:
             self._rolling_timestamp = batches[0][1]
+        if not self._max_loaded:
+            self._load_max()
         self.log.handle().append(data)
+        # _index_batch, inlined: this runs once per produced batch.
+        interval = self.index_interval_bytes
+        since = self._bytes_since_index
         for last_offset, max_ts, size in batches:
-            self._index_batch(last_offset, max_ts, position, size)
+            if max_ts > self._max_ts:
+                self._max_ts, self._max_ts_offset = max_ts, last_offset
+            if since > interval:
+                self.offset_index.append(last_offset, position)
+                self.time_index.maybe_append(self._max_ts, self._max_ts_offset)
+                since = 0
+            since += size
             position += size
+        self._bytes_since_index = since
         self._size = position
 
     def _index_batch(self, last_offset: int, max_ts: int, position: int, size: int) -> None:
@@ -265,6 +291,12 @@ class LogSegment:
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
             self._bytes_since_index = 0
         self._bytes_since_index += size
+
+    @property
+    def indexes_full(self) -> bool:
+        """Whether either index has no room for another entry (the segment must roll)."""
+        oi, ti = self.offset_index, self.time_index
+        return oi.entry_count >= oi.entries_max or ti.entry_count >= ti.entries_max
 
     def can_hold(self, last_offset: int) -> bool:
         """Whether ``last_offset`` fits the 4-byte relative offsets of this segment's indexes."""
@@ -304,22 +336,82 @@ class LogSegment:
 
     def find_batch(self, offset: int) -> BatchHeader | None:
         """The first batch whose last offset is >= ``offset``, or None."""
-        _, start = self.offset_index.lookup(offset)
-        for h in self.headers(start):
-            if h.last_offset >= offset:
-                return h
+        found = self._locate(offset)
+        if found is None:
+            return None
+        _, position, block, at = found
+        return _header(block, at, position)
+
+    def locate(self, offset: int) -> BatchAt | None:
+        """The first batch whose last offset is >= ``offset`` (None when there is none), and
+        as ``entry`` the number of the offset-index entry the search started from.
+
+        One index lookup, then a walk of headers read ``HEADER_READ_BYTES`` at a time: from the
+        entry to the batch holding ``offset`` is at most ``index.interval.bytes`` and a batch.
+        """
+        found = self._locate(offset)
+        if found is None:
+            return None
+        entry, position, block, at = found
+        return (entry, position, *_WALK.unpack_from(block, at))
+
+    def _locate(self, offset: int) -> tuple[int, int, bytes, int] | None:
+        """``locate``, with the header as ``block[at:]``."""
+        entry, _, position = self.offset_index.lookup_entry(offset)
+        end = self._size
+        handle = self.log.handle()
+        block = b""
+        block_start = position
+        unpack_from = _WALK.unpack_from
+        while position + BATCH_HEADER_BYTES <= end:
+            at = position - block_start
+            if at + BATCH_HEADER_BYTES > len(block):
+                block = handle.read_at(position, min(HEADER_READ_BYTES, end - position))
+                block_start, at = position, 0
+            base, length, delta = unpack_from(block, at)
+            if length < BATCH_LENGTH_MIN or position + length + BATCH_OVERHEAD_BYTES > end:
+                return None
+            if base + delta >= offset:
+                return entry, position, block, at
+            position += length + BATCH_OVERHEAD_BYTES
         return None
 
-    def boundary_at_or_before(self, limit: int, start: int) -> int:
-        """The largest batch boundary in ``[start, limit]`` (``start`` is one)."""
-        if limit >= self._size:
-            return self._size
-        _, pos = self.offset_index.lookup_position(limit)
-        pos = max(pos, start)
-        boundary = pos
-        for h in self.headers(pos, limit):
-            boundary = h.end_position
-        return boundary
+    def boundary_at_or_before(self, limit: int, start: int, *, start_entry: int = -1) -> BatchAt:
+        """The largest batch boundary in ``[start, limit]`` (``start`` is one) and the batch that
+        starts there, as ``(entry, position, base_offset, batch_length, last_offset_delta)``; the
+        last three are -1 when no header can be read there (the end of the segment, or a
+        damaged file). ``entry`` is the number of an offset-index entry at or before it.
+
+        ``start_entry`` is the number of an index entry at or before ``start`` (from
+        ``locate``). Entries are more than ``index_interval_bytes`` apart, so the one just below
+        ``limit`` is at most ``(limit - start) / index_interval_bytes + 1`` entries further: one
+        read of that stretch of the index finds it, and the walk from there to ``limit`` is
+        short. (An index written with another interval only makes the walk longer.)
+        """
+        first = max(start_entry, 0)
+        interval = self.index_interval_bytes
+        last = first + (limit - start) // interval + 1 if interval > 0 else None
+        entry, _, pos = self.offset_index.lookup_position_entry(limit, first=first, last=last)
+        if pos < start:
+            entry, pos = start_entry, start
+        end = self._size
+        handle = self.log.handle()
+        block = b""
+        block_start = position = pos
+        unpack_from = _WALK.unpack_from
+        while position + BATCH_HEADER_BYTES <= end:
+            at = position - block_start
+            if at + BATCH_HEADER_BYTES > len(block):
+                block = handle.read_at(position, min(HEADER_READ_BYTES, end - position))
+                block_start, at = position, 0
+            base, length, delta = unpack_from(block, at)
+            if length < BATCH_LENGTH_MIN:
+                break
+            batch_end = position + length + BATCH_OVERHEAD_BYTES
+            if batch_end > limit:
+                return entry, position, base, length, delta
+            position = batch_end
+        return entry, position, -1, -1, -1
 
     def last_header_from(self, position: int) -> BatchHeader | None:
         last = None

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import trio
 from storage_helpers import batch, read_all
 
 from storage.config import LogConfig
-from storage.fs import SimFileSystem
+from storage.fs import SimFile, SimFileSystem
 from storage.group_commit import GroupCommitter, maintenance_pass
-from storage.log import AppendInfo
+from storage.log import AppendInfo, PartitionLog
 from storage.manager import LogManager
 
 
@@ -97,6 +98,41 @@ async def test_truncation_during_a_wait_releases_the_waiter() -> None:
         nursery.start_soon(committer.run)
         with trio.fail_after(5):
             await committer.wait_durable(log, info.last_offset)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failed_fsync_fails_every_waiter_of_its_wave_and_the_next_wave_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fs = SimFileSystem()
+    mgr = LogManager.open(fs, "/d", now_ms=0, default_config=LogConfig(flush_messages=1))
+    logs = [mgr.get_or_create_log("t", p, now_ms=0) for p in range(5)]
+    committer = GroupCommitter(now_ms=lambda: 0, syncs_in_parallel_max=2)
+    errors: list[OSError] = []
+
+    def fail(self: SimFile) -> None:
+        raise OSError("the disk is gone")
+
+    async def appender(log: PartitionLog) -> None:
+        # No epoch: its checkpoint would meet the failing sync first.
+        info = log.append_as_leader(batch(1), leader_epoch=-1, now_ms=0)
+        assert isinstance(info, AppendInfo)
+        try:
+            await committer.wait_durable(log, info.last_offset)
+        except OSError as e:
+            errors.append(e)
+
+    monkeypatch.setattr(SimFile, "sync", fail)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(committer.run)
+        with trio.fail_after(5):
+            async with trio.open_nursery() as inner:
+                for log in logs:
+                    inner.start_soon(appender, log)
+            assert len(errors) == 5 and all(log.durable_offset == 0 for log in logs)
+            monkeypatch.undo()
+            await committer.wait_durable(logs[0], 0)  # the committer carries on
+        assert logs[0].durable_offset == 1
         nursery.cancel_scope.cancel()
 
 

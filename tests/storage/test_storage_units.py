@@ -235,6 +235,67 @@ def test_offset_index_lookup_both_ways_and_truncate() -> None:
     assert oi.file.size() == 16
 
 
+def test_index_searches_agree_with_a_scan_across_blocks_and_the_tail() -> None:
+    """Searches read the warm tail, probe, then read one block: check every key against a scan,
+    with entries in the file and in the unwritten tail, and with narrowed ranges."""
+    sim = SimFileSystem()
+    sim.makedirs("/s")
+    reads = 0
+
+    class CountingHandle:
+        def __init__(self, handle: object) -> None:
+            self._handle = handle
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._handle, name)
+
+        def read_at(self, position: int, size: int) -> bytes:
+            nonlocal reads
+            reads += 1
+            data: bytes = self._handle.read_at(position, size)  # type: ignore[attr-defined]
+            return data
+
+    class CountingFs:
+        def __getattr__(self, name: str) -> object:
+            return getattr(sim, name)
+
+        def open(self, path: str, *, create: bool = False) -> object:
+            return CountingHandle(sim.open(path, create=create))
+
+    cache = FileCache(CountingFs(), open_files_max=4)  # type: ignore[arg-type]
+    oi = OffsetIndex(LazyFile.create(cache, "/s/i"), base_offset=7, index_bytes_max=1 << 20, file_entries=0)
+    n = 5000
+    entries = [(7 + 3 * k + 2, 100 * k + 50) for k in range(n)]
+    for offset, position in entries:
+        oi.append(offset, position)
+    assert oi.entry_count == n and oi._file_entries < n  # some still in the tail
+
+    def by_offset(key: int) -> tuple[int, int]:
+        below = [e for e in entries if e[0] <= key]
+        return below[-1] if below else (7, 0)
+
+    def by_position(key: int, first: int = 0, last: int = n - 1) -> tuple[int, int]:
+        below = [e for e in entries[first : last + 1] if e[1] <= key]
+        return below[-1] if below else (7, 0)
+
+    for key in [0, 7, 8, 9, 10, 11, 3000, 4500, 5000, 6000, 12_000, 10**6, *range(14_900, 15_020, 7)]:
+        assert oi.lookup(key) == by_offset(key), key
+        i, offset, position = oi.lookup_entry(key)
+        assert (offset, position) == by_offset(key) and (i < 0 or entries[i] == (offset, position))
+    for key in [0, 49, 50, 51, 99_999, 150_000, 250_000, 10**9, *range(490_000, 500_100, 333)]:
+        assert oi.lookup_position(key) == by_position(key), key
+        for first, last in [(0, 10), (100, 300), (1500, 2999), (4990, 6000)]:
+            assert oi.lookup_position(key, first=first, last=last) == by_position(key, first, last)
+    # A lookup near the end reads the warm tail only: a probe and one block.
+    oi.write_pending()
+    reads = 0
+    assert oi.lookup(7 + 3 * 4990 + 2) == entries[4990]
+    assert reads <= 2, reads
+    reads = 0
+    assert oi.lookup(7 + 3 * 10) == entries[9]
+    assert reads <= 4, reads  # a probe of the tail, two halvings, one block
+
+
 def test_time_index_lookup_and_full() -> None:
     _, ti = _indexes(max_bytes=36)
     ti.maybe_append(50, 101)
