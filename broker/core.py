@@ -16,6 +16,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -35,6 +36,9 @@ from storage.fs import FileSystem, read_whole, write_atomically
 from storage.group_commit import GroupCommitter
 from storage.log import PartitionLog
 from storage.manager import LogManager
+
+if TYPE_CHECKING:
+    from broker.groups import GroupService
 
 PRODUCER_IDS_FILE = "trafka-producer-ids"
 PRODUCER_ID_BLOCK_SIZE = 1000
@@ -78,6 +82,7 @@ class Broker:
             topic_name_for_id=self._topic_name_for_id,
             max_slots=config.max_incremental_fetch_session_cache_slots,
         )
+        self.groups: GroupService | None = None  # set by open()
         # Set by the server once it is listening: the address Metadata advertises.
         self.advertised_address: tuple[str, int] = ("127.0.0.1", 9092)
         self.cluster_id = ""
@@ -116,6 +121,10 @@ class Broker:
             self._become_leader(state)
         for topic in self.topics:
             self._ensure_partitions(topic)
+        from broker.groups import GroupService  # it builds on this module
+
+        self.groups = GroupService(self)
+        self.groups.load()
 
     def _cluster_id(self) -> str:
         assert self.logs is not None

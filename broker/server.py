@@ -62,6 +62,8 @@ class Server:
         async with trio.open_nursery() as root:
             root.start_soon(self.broker.committer.run)
             root.start_soon(self._maintenance)
+            if self.broker.groups is not None:
+                root.start_soon(self.broker.groups.run)
             async with trio.open_nursery() as conns:
                 self._accept_scope = trio.CancelScope()
                 tcp = []

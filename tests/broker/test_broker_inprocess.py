@@ -37,8 +37,8 @@ from protocol.messages.create_partitions import CreatePartitionsRequest, CreateP
 from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from protocol.messages.delete_records import DeleteRecordsRequest, DeleteRecordsResponse
 from protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
+from protocol.messages.describe_acls import DescribeAclsRequest, DescribeAclsResponse
 from protocol.messages.fetch import FetchRequest, FetchResponse
-from protocol.messages.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
 from protocol.messages.init_producer_id import InitProducerIdRequest, InitProducerIdResponse
 from protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
 from protocol.messages.metadata import MetadataRequest, MetadataResponse
@@ -151,9 +151,9 @@ async def test_unsupported_version_of_a_served_api_gets_unsupported_version(auto
             resp = await c.request(ListOffsetsRequest(), 0)
             assert isinstance(resp, ListOffsetsResponse)
             # An API the broker does not serve at all, whose response has a top-level error code.
-            assert ApiKey.FIND_COORDINATOR not in ROUTES
-            resp = await c.request(FindCoordinatorRequest(key="g"), 2)
-            assert isinstance(resp, FindCoordinatorResponse)
+            assert ApiKey.DESCRIBE_ACLS not in ROUTES
+            resp = await c.request(DescribeAclsRequest(), 1)
+            assert isinstance(resp, DescribeAclsResponse)
             assert resp.error_code == E.UNSUPPORTED_VERSION
             # Still serving on the same connection.
             av = await c.request(ApiVersionsRequest(), 0)
