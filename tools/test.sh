@@ -10,6 +10,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# The real clients of the compatibility matrix: kcat (Debian), kafkajs (npm), the Java client.
+bash tools/install_clients.sh
 
 echo "== generated code matches the schemas"
 .venv/bin/python -m tools.codegen --check
@@ -19,6 +21,8 @@ echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
 .venv/bin/python -m pytest "$@"
+echo "== compatibility matrix: real clients against a real broker"
+.venv/bin/python -m pytest compat-tests
 echo "== benchmark smoke runs"
 .venv/bin/python -m tools.bench.codec --quick
 if [ -f tools/bench/storage.py ]; then

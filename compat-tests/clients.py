@@ -1,0 +1,79 @@
+"""The clients of the compatibility matrix: how to run each driver and what each cannot do.
+
+``tools/install_clients.sh`` installs every client below. ``missing()`` says why a client cannot
+run here (None when it can); the harness turns that into a failure in CI and a skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DRIVERS = HERE / "drivers"
+JS_DIR = HERE / "js"
+JAVA_DIR = HERE / "java"
+INSTALL_HINT = "run `bash tools/install_clients.sh`"
+
+KAFKAJS_PLUGIN_CODEC = "kafkajs ships gzip only; snappy, lz4 and zstd need third-party codec plugins"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    name: str
+    # murmur2 (Java's default partitioner) or crc32 (librdkafka's consistent_random)
+    partitioner: str
+    not_applicable: dict[str, str] = field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        if self.name == "kafkajs":
+            return ["node", str(JS_DIR / "kafkajs_driver.js")]
+        if self.name == "java":
+            classpath = f"{JAVA_DIR / 'build'}:{JAVA_DIR / 'lib'}/*"
+            # A short-lived JVM: skip the optimising compiler and use the simplest collector.
+            return ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss1m",
+                    "-cp", classpath, "JavaDriver"]
+        script = {"kafka-python": "kafka_python_driver.py", "confluent-kafka": "confluent_driver.py",
+                  "aiokafka": "aiokafka_driver.py", "kcat": "kcat_driver.py"}[self.name]
+        return [sys.executable, str(DRIVERS / script)]
+
+    def missing(self) -> str | None:
+        module = {"kafka-python": "kafka", "confluent-kafka": "confluent_kafka", "aiokafka": "aiokafka"}
+        if self.name in module and importlib.util.find_spec(module[self.name]) is None:
+            return f"Python package {self.name} is not installed in {sys.prefix}; {INSTALL_HINT}"
+        kcat = os.environ.get("KCAT", "kcat")  # the same override the kcat driver reads
+        if self.name == "kcat" and shutil.which(kcat) is None:
+            return f"{kcat} is not on PATH; {INSTALL_HINT}"
+        if self.name == "kafkajs":
+            if shutil.which("node") is None:
+                return "node is not on PATH"
+            if not (JS_DIR / "node_modules" / "kafkajs" / "package.json").is_file():
+                return f"kafkajs is not installed in {JS_DIR / 'node_modules'}; {INSTALL_HINT}"
+        if self.name == "java":
+            if shutil.which("java") is None:
+                return "java is not on PATH"
+            if not list((JAVA_DIR / "lib").glob("kafka-clients-3.9*.jar")):
+                return f"the Kafka Java client jars are not in {JAVA_DIR / 'lib'}; {INSTALL_HINT}"
+            if not (JAVA_DIR / "build" / "JavaDriver.class").is_file():
+                return f"the Java driver is not compiled into {JAVA_DIR / 'build'}; {INSTALL_HINT}"
+        return None
+
+
+CLIENTS = (
+    Client("kafka-python", "murmur2"),
+    Client("confluent-kafka", "crc32"),
+    Client("aiokafka", "murmur2"),
+    Client("kcat", "crc32", {"admin": "kcat has no admin commands"}),
+    Client("kafkajs", "murmur2", {
+        "compression_snappy": KAFKAJS_PLUGIN_CODEC,
+        "compression_lz4": KAFKAJS_PLUGIN_CODEC,
+        "compression_zstd": KAFKAJS_PLUGIN_CODEC,
+    }),
+    Client("java", "murmur2"),
+)
+
+BY_NAME = {client.name: client for client in CLIENTS}

@@ -1,0 +1,132 @@
+"""Plumbing shared by the Python drivers: the command line, the plan, one JSON line per step.
+
+Every driver of the compatibility matrix (Python, JavaScript, Java, and the kcat wrapper) keeps the
+same contract, stated once in compat-tests/README.md:
+
+    DRIVER --bootstrap HOST:PORT --plan PLAN.json
+    DRIVER --bootstrap HOST:PORT --scenario NAME [--params JSON]
+
+A plan is a JSON list of steps, ``{"id": ID, "scenario": NAME, "params": {...}}``. The driver runs the steps
+in order and prints one JSON object per step on its own line of stdout, as soon as the step ends:
+
+    {"client": ..., "client_version": ..., "step": ID, "scenario": NAME, "status": "ok" | "error" |
+     "unsupported", "result": {...}, "error": "...", "elapsed_ms": N}
+
+``status`` says whether the driver could carry the step out; whether the *broker* behaved is for
+the harness to judge from ``result``. A scenario that expects the broker to refuse something (an
+unknown topic, an offset out of range) reports the refusal in ``result`` with status "ok". The
+exit code is 0 when every step's status is "ok" or "unsupported", 1 otherwise, 2 for bad usage.
+Diagnostics go to stderr, never to stdout.
+
+Strings in messages are UTF-8 text; a record's key, value and header values are reported the
+same way (null for a null key or value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+# The bytes of the large message: this alphabet repeated, cut to the requested size. Every
+# driver builds the same bytes from the size alone, so the plan need not carry a megabyte.
+PATTERN = b"abcdefghijklmnopqrstuvwxyz"
+
+Params = dict[str, Any]
+Handler = Callable[[str, Params], dict[str, Any]]
+
+
+class Unsupported(Exception):
+    """The client has no way to do what the step asks (e.g. a codec it was built without)."""
+
+
+def pattern_bytes(size: int) -> bytes:
+    return (PATTERN * (size // len(PATTERN) + 1))[:size]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def text(data: bytes | None) -> str | None:
+    """A key, value or header value as the harness compares it."""
+    if data is None:
+        return None
+    return data.decode("utf-8", errors="backslashreplace")
+
+
+def encode(value: str | None) -> bytes | None:
+    return None if value is None else value.encode("utf-8")
+
+
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def deadline_after(seconds: float) -> float:
+    return time.monotonic() + seconds
+
+
+def expired(deadline: float) -> bool:
+    return time.monotonic() >= deadline
+
+
+def record_dict(*, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                headers: list[tuple[str, bytes | None]], timestamp_ms: int | None) -> dict[str, Any]:
+    return {
+        "partition": partition,
+        "offset": offset,
+        "key": text(key),
+        "value": text(value),
+        "headers": [[name, text(val)] for name, val in headers],
+        "timestamp": timestamp_ms,
+    }
+
+
+def _parse_args(argv: list[str] | None) -> tuple[str, list[dict[str, Any]]]:
+    parser = argparse.ArgumentParser(description="Run compatibility scenarios with one client.")
+    parser.add_argument("--bootstrap", required=True, help="HOST:PORT of the broker")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--plan", help="JSON file: a list of {scenario, params} steps")
+    group.add_argument("--scenario", help="run this one scenario")
+    parser.add_argument("--params", default="{}", help="JSON object of the scenario's params")
+    args = parser.parse_args(argv)
+    if args.plan:
+        with open(args.plan, encoding="utf-8") as fh:
+            steps = json.load(fh)
+    else:
+        steps = [{"scenario": args.scenario, "params": json.loads(args.params)}]
+    return args.bootstrap, steps
+
+
+def main(client: str, client_version: str, handlers: dict[str, Handler],
+         argv: list[str] | None = None) -> int:
+    bootstrap, steps = _parse_args(argv)
+    all_ok = True
+    for step in steps:
+        name = step["scenario"]
+        line: dict[str, Any] = {"client": client, "client_version": client_version,
+                                "step": step.get("id", name), "scenario": name}
+        started = time.monotonic()
+        handler = handlers.get(name)
+        try:
+            if handler is None:
+                raise Unsupported(f"{client} has no scenario {name!r}")
+            line["result"] = handler(bootstrap, step.get("params", {}))
+            line["status"] = "ok"
+        except Unsupported as exc:
+            line["status"] = "unsupported"
+            line["error"] = str(exc)
+        except Exception as exc:  # report and go on with the next step
+            traceback.print_exc(file=sys.stderr)
+            line["status"] = "error"
+            line["error"] = describe_error(exc)
+            all_ok = False
+        line["elapsed_ms"] = int((time.monotonic() - started) * 1000)
+        print(json.dumps(line), flush=True)
+    return 0 if all_ok else 1
