@@ -62,3 +62,10 @@ def test_golden_produce_batches_validate_and_iterate(path: Path) -> None:
                 batches += 1
             assert it.trailing_bytes == 0
     assert batches >= 1
+
+
+def test_compatibility_doc_lists_the_served_versions() -> None:
+    """docs/compatibility.md's API table is the one ApiVersions answers from."""
+    from tools.api_versions_doc import main
+
+    assert main(["--check"]) == 0
