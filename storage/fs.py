@@ -7,13 +7,15 @@ files, index files and checkpoints (written whole to a temp name and renamed), a
 crash model simple.
 
 ``OsFileSystem`` maps the interface onto POSIX calls (``pread``, ``write`` on an ``O_APPEND``
-descriptor, ``fdatasync``, ``rename``, an ``fsync`` of the directory).
+descriptor, ``fdatasync``, ``rename``, an ``fsync`` of the directory, and Linux's ``syncfs`` for
+``sync_filesystem``).
 
 ``SimFileSystem`` keeps everything in memory and models what a kernel promises after a power cut:
 a file's bytes survive only up to its last ``sync``; a created, renamed or removed name survives
 only once its directory has been synced. ``crash()`` throws the rest away, optionally keeping a
 random part of the unsynced tail of each file with some sectors zeroed, as a torn write does.
-Handles opened before a crash are dead afterwards.
+``sync_filesystem`` makes every file and every name durable at once, as ``syncfs`` does. Handles
+opened before a crash are dead afterwards.
 
 Thread-safety: ``OsFileSystem`` handles may be ``sync``-ed from a worker thread while the event
 loop thread appends to them (the kernel serialises these). ``SimFileSystem`` takes one lock around
@@ -22,10 +24,16 @@ each call so it can be used the same way.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import errno
 import os
 import posixpath
 import random
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,6 +96,17 @@ class FileSystem(Protocol):
 
     def sync_dir(self, path: str) -> None:
         """Make the names in directory ``path`` durable."""
+        ...
+
+    def sync_filesystem(self, path: str) -> bool:
+        """Make every file's bytes and every name on the file system holding ``path`` durable,
+        as a ``sync`` of every file and directory there would (Linux ``syncfs``), and return True;
+        or return False, having done nothing, where that cannot be done in one call."""
+        ...
+
+    def writeback_pending_bytes(self, path: str) -> int | None:
+        """How many written bytes a ``sync_filesystem(path)`` would have to write back (or more:
+        an upper bound will do), or None where that is not known."""
         ...
 
 
@@ -208,6 +227,93 @@ class OsFileSystem:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def sync_filesystem(self, path: str) -> bool:
+        """``syncfs`` on a descriptor of ``path``'s file system, opened on first use and kept
+        (one per file system and process), so that a writeback error anywhere on that file system
+        since then is raised here. False off Linux and before Linux 5.8 (see ``_SYNCFS_MIN_KERNEL``)."""
+        found = _syncfs_descriptor(path)
+        if found is None:
+            return False
+        call, fd = found
+        if call(fd) != 0:
+            err = ctypes.get_errno() or errno.EIO
+            raise OSError(err, f"syncfs({path}): {os.strerror(err)}")
+        return True
+
+    def writeback_pending_bytes(self, path: str) -> int | None:
+        """Linux: ``Dirty`` plus ``Writeback`` of ``/proc/meminfo``, every file system's (the
+        kernel tells no one file system's to an unprivileged reader): an upper bound. About 30 us."""
+        try:
+            with open("/proc/meminfo", "rb") as f:
+                text = f.read()
+        except OSError:
+            return None
+        total = 0
+        found = 0
+        for line in text.splitlines():
+            if line.startswith((b"Dirty:", b"Writeback:")):
+                fields = line.split()
+                total += int(fields[1]) * (1024 if fields[-1:] == [b"kB"] else 1)
+                found += 1
+        return total if found == 2 else None
+
+
+# ``syncfs(2)`` (Linux): one call writes back and waits for every dirty page and inode of a file
+# system, commits its journal and flushes the device cache, as ``fsync`` does for one file. It
+# reports writeback errors (of any file there, since the descriptor was opened) only from Linux
+# 5.8 on; before that it returned 0 regardless, so it is not used there.
+_SYNCFS_MIN_KERNEL = (5, 8)
+_syncfs_lock = threading.Lock()
+_syncfs_call: Callable[[int], int] | None = None
+_syncfs_probed = False
+_syncfs_fds: dict[int, int] = {}  # st_dev -> a descriptor kept open (errors are reported per descriptor)
+_syncfs_pid = 0
+
+
+def _kernel_version(release: str) -> tuple[int, int]:
+    parts = (release.split("-", 1)[0].split(".") + ["0", "0"])[:2]
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except ValueError:
+        return 0, 0
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux") or _kernel_version(os.uname().release) < _SYNCFS_MIN_KERNEL:
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    call: Callable[[int], int] = fn
+    return call
+
+
+def _syncfs_descriptor(path: str) -> tuple[Callable[[int], int], int] | None:
+    """The ``syncfs`` function and the kept descriptor for ``path``'s file system, or None."""
+    global _syncfs_call, _syncfs_probed, _syncfs_pid
+    dev = os.stat(path).st_dev
+    with _syncfs_lock:
+        if not _syncfs_probed:
+            _syncfs_call = _load_syncfs()
+            _syncfs_probed = True
+        if _syncfs_call is None:
+            return None
+        if _syncfs_pid != os.getpid():  # a forked child: its own descriptors, its own error cursor
+            for inherited in _syncfs_fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(inherited)
+            _syncfs_fds.clear()
+            _syncfs_pid = os.getpid()
+        fd = _syncfs_fds.get(dev)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            _syncfs_fds[dev] = fd
+        return _syncfs_call, fd
 
 
 # --- the crash simulator -------------------------------------------------------------------------
@@ -394,6 +500,27 @@ class SimFileSystem:
             self._durable_dirs |= {d for d in self._dirs if posixpath.dirname(d) == p and d != p}
             self._durable_dirs.add(p)
             self.sync_count += 1
+
+    def sync_filesystem(self, path: str) -> bool:
+        """Everything becomes durable: every file's bytes (open or not) and every name."""
+        with self.lock:
+            if not self.exists(path):
+                raise FileNotFoundError(path)
+            for node in self._files.values():
+                node.durable = bytes(node.data)
+            self._durable_files = dict(self._files)
+            self._durable_dirs = set(self._dirs)
+            self.sync_count += 1
+            return True
+
+    def writeback_pending_bytes(self, path: str) -> int | None:
+        """The bytes of every file beyond (or instead of) what is synced."""
+        with self.lock:
+            return sum(
+                len(n.data) if n.data[: len(n.durable)] != n.durable else len(n.data) - len(n.durable)
+                for n in self._files.values()
+                if len(n.data) != len(n.durable) or n.data != n.durable
+            )
 
     def crash(self, rng: random.Random | None = None, *, torn: bool = False) -> None:
         """Lose everything that was not synced; see the class docstring."""
