@@ -14,7 +14,9 @@ What this module owns, bottom up:
   number of tasks may call ``request`` at once (up to ``in_flight_max`` in flight); one reader
   task matches responses to callers.
 * ``Client``: bootstrap servers, a metadata cache, leader lookup and one connection per broker,
-  with helpers for topics, configs, produce, fetch and list-offsets. Replication will reuse
+  with helpers for topics, configs, produce, fetch, list-offsets and delete-records, and for
+  consumer groups as an admin sees them (find the coordinator, list, describe with decoded
+  assignments, fetch and commit offsets from outside the group, delete). Replication will reuse
   ``Connection`` for broker-to-broker traffic; the tool (``broker.tool``) uses ``Client``.
 
 Errors. ``ProtocolError`` (from ``protocol.errors``) means the peer sent bytes that cannot be a
@@ -56,16 +58,24 @@ from protocol.headers import decode_response, encode_request
 from protocol.message import Message
 from protocol.messages import REQUESTS, ApiKey
 from protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
+from protocol.messages.consumer_protocol_assignment import ConsumerProtocolAssignment
 from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
+from protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
+from protocol.messages.delete_records import DeleteRecordsRequest, DeleteRecordsResponse
 from protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
 from protocol.messages.describe_configs import DescribeConfigsRequest, DescribeConfigsResponse
+from protocol.messages.describe_groups import DescribeGroupsRequest, DescribeGroupsResponse
 from protocol.messages.fetch import FetchRequest, FetchResponse
+from protocol.messages.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
 from protocol.messages.incremental_alter_configs import (
     IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 )
+from protocol.messages.list_groups import ListGroupsRequest, ListGroupsResponse
 from protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
 from protocol.messages.metadata import MetadataRequest, MetadataResponse
+from protocol.messages.offset_commit import OffsetCommitRequest, OffsetCommitResponse
+from protocol.messages.offset_fetch import OffsetFetchRequest, OffsetFetchResponse
 from protocol.messages.produce import ProduceRequest, ProduceResponse
 from protocol.primitives import I16
 from protocol.records import (
@@ -97,14 +107,19 @@ __all__ = [
     "ConnectionCore",
     "ConnectionFailed",
     "ConsumerRecord",
+    "CoordinatorInfo",
     "CreateTopicResult",
     "DeleteTopicResult",
     "DescribeConfigsResult",
     "FetchResult",
+    "GroupDescription",
+    "GroupListing",
     "InFlight",
     "KafkaError",
     "ListOffsetsResult",
+    "MemberDescription",
     "NewTopic",
+    "OffsetAndMetadata",
     "PartitionInfo",
     "ProduceResult",
     "ProtocolError",
@@ -112,6 +127,7 @@ __all__ = [
     "TopicInfo",
     "UnsupportedVersion",
     "client_versions",
+    "decode_consumer_assignment",
     "default_partition",
     "murmur2",
     "negotiate_versions",
@@ -145,6 +161,19 @@ _REFRESH_ERRORS = frozenset({
     ErrorCode.UNKNOWN_LEADER_EPOCH,
     ErrorCode.REPLICA_NOT_AVAILABLE,
 })
+
+# Errors meaning "ask FindCoordinator again": the group's coordinator moved, is loading its
+# state, or is not up yet. The group request is sent again to the coordinator found then.
+_COORDINATOR_ERRORS = frozenset({
+    ErrorCode.COORDINATOR_NOT_AVAILABLE,
+    ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+    ErrorCode.NOT_COORDINATOR,
+})
+
+COORDINATOR_KEY_GROUP = 0  # FindCoordinator key types
+COORDINATOR_KEY_TRANSACTION = 1
+CONSUMER_PROTOCOL_TYPE = "consumer"  # the protocol type of groups whose members are consumers
+NO_OFFSET = -1  # OffsetFetch's "nothing committed"; ListOffsets' "no such offset"
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -843,9 +872,100 @@ class FetchResult:
 
 @dataclass(frozen=True, slots=True)
 class ListOffsetsResult:
+    """An offset ListOffsets found (-1 when a timestamp matched no record). ``error`` is set only
+    by ``list_offsets_many``, which returns partition errors instead of raising them."""
+
     offset: int
     timestamp: int = -1
     leader_epoch: int = -1
+    error: ErrorCode | int = ErrorCode.NONE
+
+    def raise_for_error(self, topic: str, partition: int) -> None:
+        _check(self.error, context=f"list offsets of {topic}-{partition}")
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorInfo:
+    """The broker FindCoordinator named for a key."""
+
+    node_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupListing:
+    """One group in a ListGroups answer; ``state`` (v4+) and ``group_type`` (v5+) are "" when the
+    broker's version does not say."""
+
+    group_id: str
+    protocol_type: str
+    state: str = ""
+    group_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDescription:
+    """A member as DescribeGroups shows it. ``assignment`` is its partitions, decoded from the
+    consumer protocol's assignment bytes: () before it has one, None when the group is not a
+    consumer group (or the bytes cannot be read); ``assignment_bytes`` are the raw bytes."""
+
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    assignment: tuple[tuple[str, tuple[int, ...]], ...] | None
+    assignment_bytes: bytes = b""
+
+    @property
+    def partitions(self) -> list[tuple[str, int]]:
+        return [(t, p) for t, ps in self.assignment or () for p in ps]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    """A DescribeGroups answer for one group. A group the coordinator does not know is ``Dead``
+    with no error, as Kafka describes it. ``protocol`` (the assignor, for consumers) is "" unless
+    the group is Stable."""
+
+    group_id: str
+    error: ErrorCode | int
+    state: str
+    protocol_type: str
+    protocol: str
+    members: tuple[MemberDescription, ...]
+    coordinator: CoordinatorInfo
+    authorized_operations: int = -(2**31)
+
+    def raise_for_error(self) -> None:
+        _check(self.error, context=f"group {self.group_id!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetAndMetadata:
+    """A committed offset: the next record the group will read, with its leader epoch and the
+    committer's metadata string."""
+
+    offset: int
+    leader_epoch: int = -1
+    metadata: str = ""
+
+
+def decode_consumer_assignment(data: bytes | bytearray | memoryview) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The partitions in a consumer-protocol assignment (an int16 version, then a
+    ``ConsumerProtocolAssignment``), by topic; () for empty bytes (no assignment yet). A version
+    newer than ours is read as our newest, as Kafka's ``ConsumerProtocol`` does, since later
+    versions only add fields at the end. ``ProtocolError`` when the bytes are not an assignment."""
+    if len(data) == 0:
+        return ()
+    if len(data) < 2:
+        raise ProtocolError(f"a consumer assignment of {len(data)} byte is too short for its version")
+    version = int.from_bytes(bytes(data[:2]), "big", signed=True)
+    lo, hi = ConsumerProtocolAssignment.VALID_VERSIONS
+    if version < lo:
+        raise ProtocolError(f"consumer assignment version {version} is not valid")
+    body = ConsumerProtocolAssignment.decode(memoryview(data)[2:], min(version, hi))
+    return tuple((tp.topic, tuple(tp.partitions)) for tp in body.assigned_partitions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -943,6 +1063,7 @@ class Client:
         self._nursery = nursery
         self._conns: dict[tuple[str, int], Connection] = {}
         self._connecting: dict[tuple[str, int], trio.Lock] = {}
+        self._coordinators: dict[tuple[int, str], CoordinatorInfo] = {}  # (key type, key) -> coordinator
 
     # -- connections --
 
@@ -1316,6 +1437,296 @@ class Client:
             raise ProtocolError(f"the list-offsets response has no result for {topic}-{partition}")
 
         return await self._retrying(attempt, idempotent=True)
+
+    async def list_offsets_many(self, specs: Mapping[tuple[str, int], int], *,
+                                isolation_level: int = 0) -> dict[tuple[str, int], ListOffsetsResult]:
+        """``list_offsets`` for many partitions ((topic, partition) -> timestamp), one request per
+        leader. Partition errors are returned in the results (after retrying those a metadata
+        refresh can cure), not raised."""
+        results: dict[tuple[str, int], ListOffsetsResult] = {}
+        pending = dict(specs)
+        attempt = 0
+        while True:
+            by_leader: dict[int, list[tuple[str, int, int, PartitionInfo]]] = {}
+            for (topic, partition), timestamp in pending.items():
+                try:
+                    info = await self.partition_info(topic, partition)
+                except KafkaError as e:
+                    results[(topic, partition)] = ListOffsetsResult(NO_OFFSET, error=e.code)
+                    continue
+                by_leader.setdefault(info.leader, []).append((topic, partition, timestamp, info))
+            for leader, items in by_leader.items():
+                try:
+                    results.update(await self._list_offsets_from(leader, items, isolation_level))
+                except (ConnectionFailed, RequestTimedOut):
+                    for topic, partition, _, _ in items:
+                        results[(topic, partition)] = ListOffsetsResult(NO_OFFSET, error=ErrorCode.NETWORK_EXCEPTION)
+            retry = {tp: ts for tp, ts in pending.items()
+                     if results[tp].error in _REFRESH_ERRORS or results[tp].error == ErrorCode.NETWORK_EXCEPTION}
+            if not retry or attempt >= self.config.retries_max:
+                return results
+            attempt += 1
+            pending = retry
+            self._metadata_at_ms = None
+            await trio.sleep(self.config.retry_backoff_ms / 1000)
+
+    async def _list_offsets_from(self, leader: int, items: list[tuple[str, int, int, PartitionInfo]],
+                                 isolation_level: int) -> dict[tuple[str, int], ListOffsetsResult]:
+        conn = await self.node_connection(leader)
+        version = conn.version(ApiKey.LIST_OFFSETS)
+        by_topic: dict[str, list[ListOffsetsRequest.ListOffsetsPartition]] = {}
+        for topic, partition, timestamp, info in items:
+            by_topic.setdefault(topic, []).append(ListOffsetsRequest.ListOffsetsPartition(
+                partition_index=partition, current_leader_epoch=info.leader_epoch, timestamp=timestamp))
+        req = ListOffsetsRequest(replica_id=-1, isolation_level=isolation_level,
+                                 topics=[ListOffsetsRequest.ListOffsetsTopic(name=t, partitions=ps)
+                                         for t, ps in by_topic.items()],
+                                 timeout_ms=self.config.connection.request_timeout_ms)
+        resp = await conn.request(req, ListOffsetsResponse)
+        out: dict[tuple[str, int], ListOffsetsResult] = {}
+        for tr in resp.topics:
+            for pr in tr.partitions:
+                error = ErrorCode.from_code(pr.error_code)
+                if error != ErrorCode.NONE:
+                    out[(tr.name, pr.partition_index)] = ListOffsetsResult(NO_OFFSET, error=error)
+                elif version == 0:
+                    offset = pr.old_style_offsets[0] if pr.old_style_offsets else NO_OFFSET
+                    out[(tr.name, pr.partition_index)] = ListOffsetsResult(offset)
+                else:
+                    out[(tr.name, pr.partition_index)] = ListOffsetsResult(pr.offset, pr.timestamp, pr.leader_epoch)
+        for topic, partition, _, _ in items:
+            if (topic, partition) not in out:
+                raise ProtocolError(f"the list-offsets response has no result for {topic}-{partition}")
+        return out
+
+    async def delete_records(self, topic: str, partition: int, before_offset: int, *,
+                             timeout_ms: int = 30_000) -> int:
+        """DeleteRecords: move the partition's log start up to ``before_offset`` (-1: the high
+        watermark); the new log start offset. ``KafkaError`` if the leader refuses."""
+
+        async def attempt() -> int:
+            leader = await self.leader_for(topic, partition)
+            conn = await self.node_connection(leader)
+            req = DeleteRecordsRequest(topics=[DeleteRecordsRequest.DeleteRecordsTopic(name=topic, partitions=[
+                DeleteRecordsRequest.DeleteRecordsPartition(partition_index=partition, offset=before_offset)])],
+                timeout_ms=timeout_ms)
+            resp = await conn.request(req, DeleteRecordsResponse,
+                                      timeout_ms=self.config.connection.request_timeout_ms + timeout_ms)
+            for tr in resp.topics:
+                for pr in tr.partitions:
+                    if tr.name == topic and pr.partition_index == partition:
+                        _check(pr.error_code, context=f"delete records of {topic}-{partition}")
+                        return pr.low_watermark
+            raise ProtocolError(f"the delete-records response has no result for {topic}-{partition}")
+
+        # Deleting up to the same offset twice leaves the same log, so a lost connection is retried.
+        return await self._retrying(attempt, idempotent=True)
+
+    # -- groups --
+    #
+    # Every group request goes to the group's coordinator, which FindCoordinator names (cached
+    # per group). An answer saying the coordinator moved, is loading or is not ready
+    # (``_COORDINATOR_ERRORS``) forgets the cached one and tries again after a backoff, up to
+    # ``retries_max`` times, as Kafka's admin client does.
+
+    async def find_coordinator(self, key: str, *, key_type: int = COORDINATOR_KEY_GROUP) -> CoordinatorInfo:
+        """The coordinator of a group (or, with ``key_type`` 1, a transactional id)."""
+        cached = self._coordinators.get((key_type, key))
+        if cached is not None:
+            return cached
+
+        async def attempt() -> CoordinatorInfo:
+            conn = await self.any_connection()
+            version = conn.version(ApiKey.FIND_COORDINATOR)
+            if version >= 4:
+                resp = await conn.request(FindCoordinatorRequest(key_type=key_type, coordinator_keys=[key]),
+                                          FindCoordinatorResponse)
+                found = next((c for c in resp.coordinators if c.key == key), None)
+                if found is None:
+                    raise ProtocolError(f"the find-coordinator response has no answer for {key!r}")
+                _check(found.error_code, found.error_message, context=f"find the coordinator of {key!r}")
+                return CoordinatorInfo(found.node_id, found.host, found.port)
+            if version == 0 and key_type != COORDINATOR_KEY_GROUP:
+                raise UnsupportedVersion(f"the broker at {conn.peer} cannot find transaction coordinators")
+            resp = await conn.request(FindCoordinatorRequest(key=key, key_type=key_type), FindCoordinatorResponse)
+            _check(resp.error_code, resp.error_message, context=f"find the coordinator of {key!r}")
+            return CoordinatorInfo(resp.node_id, resp.host, resp.port)
+
+        info = await self._coordinator_retrying(attempt, lambda: None, idempotent=True)
+        self._coordinators[(key_type, key)] = info
+        return info
+
+    async def _coordinator_retrying(self, op: Callable[[], Awaitable[T]], forget: Callable[[], None], *,
+                                    idempotent: bool) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await op()
+            except KafkaError as e:
+                if e.code not in _COORDINATOR_ERRORS or attempt >= self.config.retries_max:
+                    raise
+            except (ConnectionFailed, RequestTimedOut):
+                if not idempotent or attempt >= self.config.retries_max:
+                    raise
+            attempt += 1
+            forget()
+            await trio.sleep(self.config.retry_backoff_ms / 1000)
+
+    async def _group_call(self, group_id: str, op: Callable[[Connection, CoordinatorInfo], Awaitable[T]], *,
+                          idempotent: bool = True) -> T:
+        """``op`` on a connection to the group's coordinator, retried when the coordinator moved."""
+
+        async def attempt() -> T:
+            coordinator = await self.find_coordinator(group_id)
+            conn = await self._connection(coordinator.host, coordinator.port)
+            return await op(conn, coordinator)
+
+        def forget() -> None:
+            self._coordinators.pop((COORDINATOR_KEY_GROUP, group_id), None)
+
+        return await self._coordinator_retrying(attempt, forget, idempotent=idempotent)
+
+    async def list_groups(self, *, states: Sequence[str] = (), types: Sequence[str] = ()) -> list[GroupListing]:
+        """Every group of every broker (ListGroups goes to each), by group id; only those in one
+        of ``states`` (ListGroups v4+) and of one of ``types`` (v5+) when given. Kafka matches
+        both case-insensitively."""
+        md = await self.metadata([])
+        found: dict[str, GroupListing] = {}
+        nodes: list[tuple[str, int] | None] = [(b.host, b.port) for b in md.brokers.values()]
+        for address in nodes or [None]:
+            conn = await (self.any_connection() if address is None else self._connection(*address))
+            version = conn.version(ApiKey.LIST_GROUPS)
+            if states and version < 4:
+                raise UnsupportedVersion(f"the broker at {conn.peer} cannot filter groups by state (ListGroups v4+)")
+            if types and version < 5:
+                raise UnsupportedVersion(f"the broker at {conn.peer} cannot filter groups by type (ListGroups v5+)")
+            resp = await conn.request(ListGroupsRequest(states_filter=list(states), types_filter=list(types)),
+                                      ListGroupsResponse)
+            _check(resp.error_code, context=f"list groups on {conn.peer}")
+            for g in resp.groups:
+                found[g.group_id] = GroupListing(g.group_id, g.protocol_type, g.group_state, g.group_type)
+        return [found[g] for g in sorted(found)]
+
+    async def describe_group(self, group_id: str) -> GroupDescription:
+        """DescribeGroups for one group, from its coordinator. A consumer group's members come
+        with their assigned partitions decoded."""
+
+        async def op(conn: Connection, coordinator: CoordinatorInfo) -> GroupDescription:
+            resp = await conn.request(DescribeGroupsRequest(groups=[group_id]), DescribeGroupsResponse)
+            g = next((g for g in resp.groups if g.group_id == group_id), None)
+            if g is None:
+                raise ProtocolError(f"the describe-groups response has no answer for {group_id!r}")
+            if g.error_code in _COORDINATOR_ERRORS:
+                _check(g.error_code, context=f"group {group_id!r}")
+            members = []
+            for m in g.members:
+                raw = bytes(m.member_assignment)
+                assignment: tuple[tuple[str, tuple[int, ...]], ...] | None = None
+                if g.protocol_type == CONSUMER_PROTOCOL_TYPE:
+                    try:
+                        assignment = decode_consumer_assignment(raw)
+                    except ProtocolError:
+                        assignment = None
+                members.append(MemberDescription(m.member_id, m.group_instance_id, m.client_id, m.client_host,
+                                                 assignment, raw))
+            return GroupDescription(g.group_id, ErrorCode.from_code(g.error_code), g.group_state, g.protocol_type,
+                                    g.protocol_data, tuple(members), coordinator, g.authorized_operations)
+
+        return await self._group_call(group_id, op)
+
+    async def fetch_offsets(self, group_id: str, partitions: Iterable[tuple[str, int]] | None = None
+                            ) -> dict[tuple[str, int], OffsetAndMetadata]:
+        """The group's committed offsets: of ``partitions``, or every one it has when None.
+        Partitions with nothing committed are left out. ``KafkaError`` for a group or partition
+        error."""
+        wanted: dict[str, list[int]] | None = None
+        if partitions is not None:
+            wanted = {}
+            for topic, partition in partitions:
+                wanted.setdefault(topic, []).append(partition)
+
+        async def op(conn: Connection, coordinator: CoordinatorInfo) -> dict[tuple[str, int], OffsetAndMetadata]:
+            version = conn.version(ApiKey.OFFSET_FETCH)
+            context = f"fetch the offsets of group {group_id!r}"
+            if version >= 8:
+                topics = None if wanted is None else [
+                    OffsetFetchRequest.OffsetFetchRequestTopics(name=t, partition_indexes=ps) for t, ps in wanted.items()]
+                resp = await conn.request(OffsetFetchRequest(groups=[OffsetFetchRequest.OffsetFetchRequestGroup(
+                    group_id=group_id, topics=topics)]), OffsetFetchResponse)
+                group = next((g for g in resp.groups if g.group_id == group_id), None)
+                if group is None:
+                    raise ProtocolError(f"the offset-fetch response has no answer for {group_id!r}")
+                _check(group.error_code, context=context)
+                rows = [(t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.metadata,
+                         p.error_code) for t in group.topics for p in t.partitions]
+            else:
+                if wanted is None and version < 2:
+                    raise UnsupportedVersion(f"the broker at {conn.peer} cannot list all of a group's offsets"
+                                             " (OffsetFetch v2+)")
+                resp = await conn.request(OffsetFetchRequest(group_id=group_id, topics=None if wanted is None else [
+                    OffsetFetchRequest.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
+                    for t, ps in wanted.items()]), OffsetFetchResponse)
+                _check(resp.error_code, context=context)
+                rows = [(t.name, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.metadata,
+                         p.error_code) for t in resp.topics for p in t.partitions]
+            out: dict[tuple[str, int], OffsetAndMetadata] = {}
+            for topic, partition, offset, epoch, metadata, error in rows:
+                _check(error, context=f"{context}, {topic}-{partition}")
+                if offset >= 0:
+                    out[(topic, partition)] = OffsetAndMetadata(offset, epoch, metadata or "")
+            return out
+
+        return await self._group_call(group_id, op)
+
+    async def commit_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int | OffsetAndMetadata]
+                             ) -> dict[tuple[str, int], ErrorCode | int]:
+        """Commit ``offsets`` for the group as an outsider (generation -1, no member id), as
+        Kafka's admin client alters a group's offsets: the coordinator accepts this only while the
+        group has no members (else UNKNOWN_MEMBER_ID), and creates the group if it has none. The
+        error of each partition, NONE when it was committed."""
+        by_topic: dict[str, list[OffsetCommitRequest.OffsetCommitRequestPartition]] = {}
+        for (topic, partition), value in offsets.items():
+            om = value if isinstance(value, OffsetAndMetadata) else OffsetAndMetadata(value)
+            by_topic.setdefault(topic, []).append(OffsetCommitRequest.OffsetCommitRequestPartition(
+                partition_index=partition, committed_offset=om.offset, committed_leader_epoch=om.leader_epoch,
+                committed_metadata=om.metadata))
+        req = OffsetCommitRequest(group_id=group_id, generation_id_or_member_epoch=-1, member_id="",
+                                  topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
+                                          for t, ps in by_topic.items()])
+
+        async def op(conn: Connection, coordinator: CoordinatorInfo) -> dict[tuple[str, int], ErrorCode | int]:
+            resp = await conn.request(req, OffsetCommitResponse)
+            out: dict[tuple[str, int], ErrorCode | int] = {}
+            for t in resp.topics:
+                for p in t.partitions:
+                    if p.error_code in _COORDINATOR_ERRORS:
+                        _check(p.error_code, context=f"commit offsets of group {group_id!r}")
+                    out[(t.name, p.partition_index)] = ErrorCode.from_code(p.error_code)
+            for tp in offsets:
+                if tp not in out:
+                    raise ProtocolError(f"the offset-commit response has no result for {tp[0]}-{tp[1]}")
+            return out
+
+        # Setting the same offsets twice leaves the same state, so a lost connection is retried.
+        return await self._group_call(group_id, op)
+
+    async def delete_groups(self, group_ids: Sequence[str]) -> dict[str, ErrorCode | int]:
+        """DeleteGroups, each group at its coordinator: the error of each, NONE when deleted. Kafka
+        refuses groups with members (NON_EMPTY_GROUP) and unknown ones (GROUP_ID_NOT_FOUND)."""
+        out: dict[str, ErrorCode | int] = {}
+        for group_id in dict.fromkeys(group_ids):
+
+            async def op(conn: Connection, coordinator: CoordinatorInfo, group_id: str = group_id) -> int:
+                resp = await conn.request(DeleteGroupsRequest(groups_names=[group_id]), DeleteGroupsResponse)
+                r = next((r for r in resp.results if r.group_id == group_id), None)
+                if r is None:
+                    raise ProtocolError(f"the delete-groups response has no result for {group_id!r}")
+                if r.error_code in _COORDINATOR_ERRORS:
+                    _check(r.error_code, context=f"delete group {group_id!r}")
+                return r.error_code
+
+            out[group_id] = ErrorCode.from_code(await self._group_call(group_id, op, idempotent=False))
+        return out
 
 
 _NO_TOPIC_ID = uuid.UUID(int=0)

@@ -2,6 +2,7 @@
 consumer speaking the Kafka protocol through ``broker.client``, and an offline segment dumper.
 
     trafka topics create|list|describe|delete|alter-config ...
+    trafka groups list|describe|delete|reset-offsets ...
     trafka produce --topic T            lines from stdin become records
     trafka consume --topic T ...        records to stdout, one per line
     trafka dump-log SEGMENT.log         reads the files directly; no broker needed
@@ -11,16 +12,19 @@ what went wrong: no broker reachable, topic exists, bad argument), 130 when inte
 that scripts may parse (consumed records, ``dump-log`` lines) goes to stdout, and nothing else
 does. The console tools mirror Kafka's ``kafka-console-producer``/``kafka-console-consumer``
 where their options overlap (key parsing, the formatter's field order and its ``null`` and
-``NO_HEADERS`` spellings), so habits carry over; see docs/cli.md.
+``NO_HEADERS`` spellings), so habits carry over; ``groups`` mirrors ``kafka-consumer-groups``
+(its tables, its refusal to reset the offsets of a group with members, its clamping of new
+offsets into the log); see docs/cli.md and docs/groups.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, BinaryIO, TextIO
 
@@ -37,8 +41,11 @@ from broker.client import (
     ConfigResource,
     ConnectionConfig,
     ConsumerRecord,
+    GroupDescription,
     KafkaError,
+    ListOffsetsResult,
     NewTopic,
+    OffsetAndMetadata,
     TopicInfo,
     UnsupportedVersion,
     default_partition,
@@ -68,6 +75,12 @@ EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 _MAGIC_AT = 16
 
 COMPRESSIONS = {c.name.lower(): c for c in Compression}
+# Group states and types as Kafka spells them (ConsumerGroupState, GroupType); the tool accepts
+# any case, as Kafka's does.
+GROUP_STATES = ("PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Empty", "Assigning", "Reconciling")
+GROUP_TYPES = ("classic", "consumer", "share", "streams")
+RESETTABLE_STATES = ("Empty", "Dead")  # Kafka's tool resets only groups with no members (Dead: no such group)
+REBALANCING_STATES = ("PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling")
 ACKS = {"all": -1, "-1": -1, "0": 0, "1": 1}
 
 
@@ -108,6 +121,35 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--delete-config", action="append", default=[], metavar="KEY",
                    help="remove an override, back to the default (repeatable)")
 
+    groups = sub.add_parser("groups", help="list, describe or delete consumer groups, or reset their offsets")
+    gsub = groups.add_subparsers(dest="groups_command", required=True, metavar="ACTION")
+    p = gsub.add_parser("list", parents=[net], help="list group ids (with --state/--type: a table)")
+    p.add_argument("--state", nargs="?", const="", action="append", metavar="STATE[,STATE]",
+                   help="show each group's state; only groups in these states when given (repeatable)")
+    p.add_argument("--type", nargs="?", const="", action="append", metavar="TYPE[,TYPE]",
+                   help="show each group's type; only groups of these types when given (repeatable)")
+    p = gsub.add_parser("describe", parents=[net], help="state, members, and offsets and lag per partition")
+    p.add_argument("--group", required=True, action="append", help="a group id (repeatable)")
+    p = gsub.add_parser("delete", parents=[net], help="delete groups that have no members, with their offsets")
+    p.add_argument("--group", required=True, action="append", help="a group id (repeatable)")
+    p = gsub.add_parser("reset-offsets", parents=[net],
+                        help="set a group's committed offsets (a dry run unless --execute)")
+    p.add_argument("--group", required=True)
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--topic", action="append", metavar="TOPIC[:P,P]",
+                       help="a topic, all its partitions or only those listed (repeatable)")
+    scope.add_argument("--all-topics", action="store_true", help="every partition the group has an offset for")
+    to = p.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to-earliest", action="store_true", help="each partition's log start offset")
+    to.add_argument("--to-latest", action="store_true", help="each partition's log end offset")
+    to.add_argument("--to-offset", type=int, metavar="N", help="offset N (clamped into the log)")
+    to.add_argument("--to-datetime", metavar="YYYY-MM-DDTHH:MM:SS[.mmm][+HH:MM]",
+                    help="the first record at or after this time (no zone: local time); latest if none")
+    to.add_argument("--shift-by", type=int, metavar="N", help="the committed offset plus N (clamped into the log)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--execute", action="store_true", help="commit the new offsets")
+    mode.add_argument("--dry-run", action="store_true", help="only print the plan (the default)")
+
     p = sub.add_parser("produce", parents=[net], help="send each line of stdin as a record")
     p.add_argument("--topic", required=True)
     p.add_argument("--partition", type=int, help="default: by key hash (as Kafka's), unkeyed lines rotate")
@@ -145,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
             return dump_log(args.file, sys.stdout, print_records=args.print_records, with_index=args.index)
         if args.command == "topics":
             return trio.run(_topics, args)
+        if args.command == "groups":
+            return trio.run(_groups, args)
         if args.command == "produce":
             return trio.run(_produce, args, sys.stdin.buffer)
         if args.command == "consume":
@@ -280,6 +324,265 @@ async def _topic_configs(client: Client, topic: str, all_configs: bool) -> str:
     shown = [e for e in result.entries if all_configs or e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG]
     return ",".join(f"{e.name}={'<sensitive>' if e.is_sensitive else e.value or ''}"
                     for e in sorted(shown, key=lambda e: e.name))
+
+
+# --- groups --------------------------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns as wide as their widest cell, two spaces apart, as Kafka's tools
+    print them (cells hold no spaces but the coordinator's, so ``split()`` reads a row back)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in [headers, *rows]]
+
+
+def _choices(values: Sequence[str] | None, known: Sequence[str], option: str) -> list[str]:
+    """``--state a,b --state c`` as Kafka's spellings; a bare ``--state`` adds nothing."""
+    by_lower = {k.lower(): k for k in known}
+    out: list[str] = []
+    for value in values or ():
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if item.lower() not in by_lower:
+                raise ToolError(f"{option} {item!r} is not one of {', '.join(known)}")
+            out.append(by_lower[item.lower()])
+    return list(dict.fromkeys(out))
+
+
+async def _groups(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    async with _client(args) as client:
+        action = args.groups_command
+        if action == "list":
+            await _list_groups(client, args, out)
+        elif action == "describe":
+            for i, group_id in enumerate(dict.fromkeys(args.group)):
+                if i:
+                    print(file=out)
+                await _describe_group(client, group_id, out)
+        elif action == "delete":
+            return await _delete_groups(client, args.group, out)
+        elif action == "reset-offsets":
+            await _reset_offsets(client, args, out)
+    return EXIT_OK
+
+
+async def _list_groups(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    states = _choices(args.state, GROUP_STATES, "--state")
+    types = _choices(args.type, GROUP_TYPES, "--type")
+    listed = await client.list_groups(states=states, types=types)
+    if args.state is None and args.type is None:
+        for g in listed:
+            print(g.group_id, file=out)
+        return
+    headers = ["GROUP"] + (["TYPE"] if args.type is not None else []) + (["STATE"] if args.state is not None else [])
+    rows = [[g.group_id] + ([g.group_type or "-"] if args.type is not None else [])
+            + ([g.state or "-"] if args.state is not None else []) for g in listed]
+    for line in _table(headers, rows):
+        print(line, file=out)
+
+
+async def _existing_group(client: Client, group_id: str) -> GroupDescription:
+    desc = await client.describe_group(group_id)
+    desc.raise_for_error()
+    if desc.state == "Dead":
+        raise ToolError(f"consumer group {group_id!r} does not exist")
+    return desc
+
+
+def _assignment_text(topics: Sequence[tuple[str, Sequence[int]]]) -> str:
+    return ",".join(f"{t}({','.join(str(p) for p in sorted(ps))})" for t, ps in sorted(topics) if ps) or "-"
+
+
+async def _describe_group(client: Client, group_id: str, out: TextIO) -> None:
+    """Three tables, like ``kafka-consumer-groups --describe`` with ``--state``, ``--members
+    --verbose`` and the default offsets view: the group, its members, and for every partition
+    the group owns or has an offset for, the committed offset, the log end offset and the lag."""
+    desc = await _existing_group(client, group_id)
+    committed = await client.fetch_offsets(group_id)
+    c = desc.coordinator
+    for line in _table(["GROUP", "COORDINATOR (ID)", "PROTOCOL-TYPE", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"],
+                       [[group_id, f"{c.host}:{c.port} ({c.node_id})", desc.protocol_type or "-",
+                         desc.protocol or "-", desc.state, str(len(desc.members))]]):
+        print(line, file=out)
+    print(file=out)
+    if desc.state in REBALANCING_STATES:
+        print(f"Consumer group {group_id!r} is rebalancing: assignments may be incomplete.", file=out)
+    if not desc.members:
+        print(f"Consumer group {group_id!r} has no active members.", file=out)
+    else:
+        rows = []
+        for m in sorted(desc.members, key=lambda m: (m.client_id, m.member_id)):
+            count = "-" if m.assignment is None else str(len(m.partitions))
+            rows.append([group_id, m.member_id, m.group_instance_id or "-", m.client_host, m.client_id, count,
+                         "-" if m.assignment is None else _assignment_text(m.assignment)])
+        for line in _table(["GROUP", "CONSUMER-ID", "GROUP-INSTANCE-ID", "HOST", "CLIENT-ID", "#PARTITIONS",
+                            "ASSIGNMENT"], rows):
+            print(line, file=out)
+    print(file=out)
+    owners = {tp: m for m in desc.members for tp in m.partitions}
+    partitions = sorted(set(committed) | set(owners))
+    ends = await client.list_offsets_many({tp: LATEST for tp in partitions})
+    rows = []
+    for tp in partitions:
+        offset = committed.get(tp)
+        end = ends[tp]
+        known_end = end.error == ErrorCode.NONE and end.offset >= 0
+        owner = owners.get(tp)
+        rows.append([group_id, tp[0], str(tp[1]),
+                     "-" if offset is None else str(offset.offset),
+                     str(end.offset) if known_end else "-",
+                     str(end.offset - offset.offset) if known_end and offset is not None else "-",
+                     "-" if owner is None else owner.member_id,
+                     "-" if owner is None else owner.client_host,
+                     "-" if owner is None else owner.client_id])
+    for line in _table(["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID",
+                        "HOST", "CLIENT-ID"], rows):
+        print(line, file=out)
+
+
+async def _delete_groups(client: Client, group_ids: Sequence[str], out: TextIO) -> int:
+    results = await client.delete_groups(group_ids)
+    problems = []
+    for group_id, error in results.items():
+        if error == ErrorCode.NONE:
+            print(f"Deleted group {group_id}.", file=out)
+        elif error == ErrorCode.NON_EMPTY_GROUP:
+            problems.append(f"group {group_id!r} has active members; stop its consumers (or let their sessions"
+                            " time out) before deleting it (NON_EMPTY_GROUP)")
+        elif error == ErrorCode.GROUP_ID_NOT_FOUND:
+            problems.append(f"group {group_id!r} does not exist (GROUP_ID_NOT_FOUND)")
+        else:
+            problems.append(str(KafkaError(error, context=f"group {group_id!r}")))
+    if problems:
+        raise ToolError("; ".join(problems))
+    return EXIT_OK
+
+
+def _parse_datetime_ms(text: str) -> int:
+    """An ISO-8601 date-time as ms since the epoch; without a zone it is local time, as in
+    Kafka's tool."""
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ToolError(f"--to-datetime {text!r} is not a date-time like 2024-05-01T12:30:00.000+02:00") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # the local zone
+    return int(when.timestamp() * 1000)
+
+
+async def _partitions_to_reset(client: Client, args: argparse.Namespace,
+                               committed: Mapping[tuple[str, int], OffsetAndMetadata]) -> list[tuple[str, int]]:
+    if args.all_topics:
+        if not committed:
+            raise ToolError(f"group {args.group!r} has no committed offsets; name the partitions with --topic")
+        return sorted(committed)
+    out: list[tuple[str, int]] = []
+    for spec in args.topic:
+        topic, sep, listed = spec.partition(":")
+        if not topic:
+            raise ToolError(f"--topic {spec!r} names no topic")
+        count = len((await _require_topic(client, topic)).partitions)
+        if not sep:
+            out += [(topic, p) for p in range(count)]
+            continue
+        for item in listed.split(","):
+            try:
+                p = int(item)
+            except ValueError:
+                raise ToolError(f"--topic {spec!r}: {item!r} is not a partition number") from None
+            if not 0 <= p < count:
+                raise ToolError(f"topic {topic!r} has {count} partitions; there is no partition {p}")
+            out.append((topic, p))
+    return sorted(dict.fromkeys(out))
+
+
+async def _offsets_at(client: Client, partitions: Sequence[tuple[str, int]], timestamp: int
+                      ) -> dict[tuple[str, int], ListOffsetsResult]:
+    results = await client.list_offsets_many({tp: timestamp for tp in partitions})
+    for (topic, partition), r in results.items():
+        r.raise_for_error(topic, partition)
+    return results
+
+
+async def _clamped(client: Client, wanted: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """Kafka's ``checkOffsetsRange``: past the log end becomes the log end, before the log start
+    the log start, each with a note on stderr."""
+    starts = await _offsets_at(client, list(wanted), EARLIEST)
+    ends = await _offsets_at(client, list(wanted), LATEST)
+    out = {}
+    for tp, offset in wanted.items():
+        start, end = starts[tp].offset, ends[tp].offset
+        if offset > end:
+            print(f"note: new offset {offset} of {tp[0]}-{tp[1]} is past its log end; using {end}", file=sys.stderr)
+            offset = end
+        elif offset < start:
+            print(f"note: new offset {offset} of {tp[0]}-{tp[1]} is before its log start; using {start}",
+                  file=sys.stderr)
+            offset = start
+        out[tp] = offset
+    return out
+
+
+async def _reset_plan(client: Client, args: argparse.Namespace, partitions: Sequence[tuple[str, int]],
+                      committed: Mapping[tuple[str, int], OffsetAndMetadata]) -> dict[tuple[str, int], int]:
+    if args.to_earliest or args.to_latest:
+        found = await _offsets_at(client, partitions, EARLIEST if args.to_earliest else LATEST)
+        return {tp: found[tp].offset for tp in partitions}
+    if args.to_datetime is not None:
+        found = await _offsets_at(client, partitions, _parse_datetime_ms(args.to_datetime))
+        late = [tp for tp in partitions if found[tp].offset < 0]
+        ends = await _offsets_at(client, late, LATEST) if late else {}
+        for tp in late:
+            print(f"note: {tp[0]}-{tp[1]} has no record at or after {args.to_datetime}; using its log end",
+                  file=sys.stderr)
+        return {tp: ends[tp].offset if tp in ends else found[tp].offset for tp in partitions}
+    if args.to_offset is not None:
+        return await _clamped(client, {tp: args.to_offset for tp in partitions})
+    wanted = {}
+    for tp in partitions:
+        current = committed.get(tp)
+        if current is None:
+            raise ToolError(f"cannot shift the offset of {tp[0]}-{tp[1]}: group {args.group!r} has no committed"
+                            " offset there")
+        wanted[tp] = current.offset + args.shift_by
+    return await _clamped(client, wanted)
+
+
+async def _reset_offsets(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    """Kafka's ``--reset-offsets``: only for a group with no members (an unknown group is
+    created by the commit); a plan table on stdout, committed only with ``--execute``."""
+    group_id = args.group
+    desc = await client.describe_group(group_id)
+    desc.raise_for_error()
+    if desc.state not in RESETTABLE_STATES:
+        raise ToolError(f"the offsets of group {group_id!r} can only be reset while it has no members, but it is"
+                        f" {desc.state} with {len(desc.members)} member{'' if len(desc.members) == 1 else 's'};"
+                        " stop its consumers first")
+    committed = await client.fetch_offsets(group_id)
+    partitions = await _partitions_to_reset(client, args, committed)
+    plan = await _reset_plan(client, args, partitions, committed)
+    rows = [[group_id, t, str(p), str(committed[(t, p)].offset) if (t, p) in committed else "-", str(plan[(t, p)])]
+            for t, p in partitions]
+    for line in _table(["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"], rows):
+        print(line, file=out)
+    if not args.execute:
+        out.flush()
+        print("Dry run: nothing was committed. Run again with --execute to commit these offsets.", file=sys.stderr)
+        return
+    errors = await client.commit_offsets(group_id, {tp: OffsetAndMetadata(plan[tp]) for tp in partitions})
+    failed = {tp: e for tp, e in errors.items() if e != ErrorCode.NONE}
+    if not failed:
+        return
+    if all(e == ErrorCode.UNKNOWN_MEMBER_ID for e in failed.values()):
+        raise ToolError(f"group {group_id!r} gained members while its offsets were being reset; nothing was"
+                        " committed (UNKNOWN_MEMBER_ID)")
+    (topic, partition), error = next(iter(sorted(failed.items())))
+    raise KafkaError(error, context=f"commit the offset of {topic}-{partition} for group {group_id!r}"
+                     f" ({len(failed)} of {len(errors)} partitions failed)")
 
 
 # --- console producer ----------------------------------------------------------------------------
