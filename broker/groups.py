@@ -8,6 +8,9 @@
   after the write. At start, every partition is read back and handed to ``load``.
 - **Time.** ``run`` sleeps until ``next_deadline_ms`` (or until a call changed the timers) and
   calls ``tick``; session expiry and rebalance timeouts happen there.
+- **Topics.** KIP-848 consumer groups are assigned from the broker's topics: ``topics_image``
+  takes a snapshot of the topic store (names, ids, partition counts), handed to the coordinator
+  with every ConsumerGroupHeartbeat and ConsumerGroupDescribe and before every ``tick``.
 - **Parked requests.** JoinGroup and SyncGroup answers arrive later, as completions for the
   token the request was given. A parked handler waits on an event for its token; an abandoned
   token (Kafka drops those requests) gets no answer at all.
@@ -25,6 +28,7 @@ import trio
 
 from broker.core import Broker
 from broker.group import GroupCoordinator, GroupCoordinatorConfig
+from broker.group.consumer import TopicInfo, TopicsImage
 from broker.group.coordinator import CoordinatorResult
 from protocol.error_codes import ErrorCode
 from protocol.message import Message
@@ -102,7 +106,14 @@ class GroupService:
             delay_s = max(deadline - b.now_ms(), 0) / 1000
             with trio.move_on_after(delay_s):
                 await changed.wait()
+            self.coordinator.set_topics(self.topics_image())
             self._apply(self.coordinator.tick(b.now_ms()))
+
+    # --- topics -----------------------------------------------------------------------------
+
+    def topics_image(self) -> TopicsImage:
+        """The broker's topics now, as consumer groups see them."""
+        return TopicsImage(TopicInfo(t.name, t.topic_id, t.partitions, t.is_internal) for t in self.broker.topics)
 
     # --- calls ------------------------------------------------------------------------------
 

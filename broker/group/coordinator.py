@@ -1,12 +1,15 @@
-"""The group coordinator: classic consumer groups and committed offsets, sans-IO.
+"""The group coordinator: classic and KIP-848 consumer groups and committed offsets, sans-IO.
 
-What it owns. Every classic group this broker coordinates (``ClassicGroup``, classic.py), the
-offsets committed for them, and the timers that drive rebalances: member session expiry,
-the join phase's rebalance timeout and initial delay, the sync phase's timeout, and the periodic
-expiry of offsets (``offsets.retention.minutes``). It answers JoinGroup, SyncGroup, Heartbeat,
-LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, DescribeGroups, ListGroups and DeleteGroups
-the way Kafka's group coordinator does (``GroupMetadataManager``/``OffsetMetadataManager``/
-``ClassicGroup`` of Kafka 4.0, which keep the rules of the 3.x Scala ``GroupCoordinator``).
+What it owns. Every group this broker coordinates, classic (``ClassicGroup``, classic.py) or
+consumer (``ConsumerGroup``, consumer.py), in one group-id namespace; the offsets committed for
+them; and the timers that drive rebalances: member session expiry, the join phase's rebalance
+timeout and initial delay, the sync phase's timeout, a consumer-group member's revocation
+deadline, and the periodic expiry of offsets (``offsets.retention.minutes``). It answers
+JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete,
+DescribeGroups, ListGroups, DeleteGroups, ConsumerGroupHeartbeat and ConsumerGroupDescribe the way
+Kafka's group coordinator does (``GroupMetadataManager``/``OffsetMetadataManager``/
+``ClassicGroup``/``ConsumerGroup`` of Kafka 3.9/4.0, which keep the rules of the 3.x Scala
+``GroupCoordinator`` for classic groups).
 
 What it never does: I/O, reading a clock, randomness, sleeping. Time comes in as ``now_ms`` on
 every call; member ids are made from an injected UUID source; records to persist come out as
@@ -50,26 +53,58 @@ empty member id gets a new id and takes over the old one's place without a rebal
 group is Stable and the chosen protocol would not change; requests still carrying the old id get
 FENCED_INSTANCE_ID.
 
+Consumer groups in brief (KIP-848; consumer.py has the theory). ConsumerGroupHeartbeat carries
+the member's epoch: 0 joins (a member id is made when the request has none), -1 leaves, -2 is a
+static member's temporary leave; anything else must match the member's epoch (or its previous
+one, with owned partitions within the assignment, when our last answer was lost), else
+FENCED_MEMBER_EPOCH. A heartbeat updates the member (records), bumps the group epoch when the
+subscriptions or the subscribed topics changed, recomputes the target assignment when the group
+epoch is ahead of it, reconciles the member towards its target (revoke first, then assign only
+released partitions), and answers with the member's epoch and, when it changed or the request
+was a full one, its assignment. The topic metadata comes from the caller (``set_topics`` or the
+``topics`` argument). Sessions (``group.consumer.session.timeout.ms``) and revocation deadlines
+(the member's rebalance timeout while it holds partitions it must give up) fence members that
+miss them: their records are tombstoned and the group epoch goes up.
+
+Classic and consumer groups share the group-id namespace, as in Kafka with
+``group.consumer.migration.policy=disabled`` (Kafka 3.9's default; online upgrade and downgrade
+are not implemented): a consumer-protocol join takes over an *empty* classic group (tombstoning
+it, offsets kept) and is refused with GROUP_ID_NOT_FOUND by a classic group with members; a
+JoinGroup takes over an empty consumer group and gets INCONSISTENT_GROUP_PROTOCOL from one with
+members (Kafka 3.9/4.0 would instead admit a classic member with protocol type "consumer" into
+the consumer group; this coordinator does not mix protocols in a group). SyncGroup and Heartbeat
+for a consumer group answer UNKNOWN_MEMBER_ID, LeaveGroup names each member UNKNOWN_MEMBER_ID (or
+FENCED_INSTANCE_ID), DescribeGroups (v0-v5) describes it as Dead, and ConsumerGroupDescribe
+answers GROUP_ID_NOT_FOUND for a classic group; all as Kafka does.
+
 Not modelled (handled by the adapter or not at all): authorization; NOT_COORDINATOR and
 COORDINATOR_LOAD_IN_PROGRESS (this object is the coordinator of every group it is given);
 failed appends (Kafka reverts the change and answers with an error; here state is already
 changed); transactional offset commits (only a stub set of pending transactional offsets, which
-OffsetFetch with ``require_stable`` and offset expiry consult); KIP-848 consumer groups.
+OffsetFetch with ``require_stable`` and offset expiry consult); per-group configs
+(KIP-848 ``IncrementalAlterConfigs`` on groups); classic members inside consumer groups.
 
 Bounds: state grows with groups, members and committed offsets, as Kafka's does; each member has
-at most one heartbeat timer and each group one join and one sync timer. The timer heap keeps
-superseded entries until they would have fired, and is compacted when they outnumber live ones.
+at most one heartbeat timer and each group one join and one sync timer; a consumer group member
+has at most a session and a revocation timer. A ConsumerGroupHeartbeat costs time linear in the
+group's members and subscribed topics (Kafka keeps incremental counts; we recompute them). The
+timer heap keeps superseded entries until they would have fired, and is compacted when they
+outnumber live ones.
 Single-threaded; no method blocks.
 """
 
 from __future__ import annotations
 
+import base64
 import heapq
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
+from uuid import UUID
 
+from broker.group import consumer as cg
 from broker.group import records as rec
+from broker.group.assignors import PartitionAssignor, assignor_by_config_name
 from broker.group.classic import (
     ClassicGroup,
     ClassicMember,
@@ -80,6 +115,14 @@ from broker.group.classic import (
 )
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
+from protocol.messages.consumer_group_describe import (
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupDescribeResponse,
+)
+from protocol.messages.consumer_group_heartbeat import (
+    ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse,
+)
 from protocol.messages.delete_groups import DeleteGroupsRequest, DeleteGroupsResponse
 from protocol.messages.describe_groups import DescribeGroupsRequest, DescribeGroupsResponse
 from protocol.messages.heartbeat import HeartbeatRequest, HeartbeatResponse
@@ -156,6 +199,10 @@ class _BrokerGroupSettings(Protocol):
     @property
     def offsets_retention_check_interval_ms(self) -> int: ...
 
+    def get(self, name: str) -> object:
+        """Any broker key's parsed value (``KeyError`` for a key the configuration does not define)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class GroupCoordinatorConfig:
@@ -173,10 +220,48 @@ class GroupCoordinatorConfig:
     offsets_retention_ms: int = 10_080 * 60_000  # offsets.retention.minutes
     offsets_retention_check_interval_ms: int = 600_000  # offsets.retention.check.interval.ms
     offsets_topic_partitions: int = 50  # offsets.topic.num.partitions
+    # KIP-848 consumer groups.
+    consumer_session_timeout_ms: int = 45_000  # group.consumer.session.timeout.ms
+    consumer_heartbeat_interval_ms: int = 5_000  # group.consumer.heartbeat.interval.ms
+    consumer_group_members_max: int = 2**31 - 1  # group.consumer.max.size
+    # group.consumer.assignors: names (or Kafka's class names); the first is the default.
+    consumer_assignors: tuple[str, ...] = ("uniform", "range")
+    # group.consumer.migration.policy: only "disabled" is implemented (see the module docstring).
+    consumer_migration_policy: str = "disabled"
+
+    def __post_init__(self) -> None:
+        assert self.consumer_assignors, "group.consumer.assignors needs at least one assignor"
+        for name in self.consumer_assignors:
+            assert assignor_by_config_name(name) is not None, f"no server assignor named {name!r}"
 
     @classmethod
     def from_broker_config(cls, config: _BrokerGroupSettings) -> GroupCoordinatorConfig:
+        defaults = cls()
+
+        def optional(name: str, default: object) -> object:
+            try:
+                value = config.get(name)
+            except KeyError:
+                return default
+            return default if value is None else value
+
+        assignors = optional("group.consumer.assignors", defaults.consumer_assignors)
+        assert isinstance(assignors, tuple)
+        consumer_session_timeout_ms = optional("group.consumer.session.timeout.ms", defaults.consumer_session_timeout_ms)
+        consumer_heartbeat_interval_ms = optional("group.consumer.heartbeat.interval.ms",
+                                                  defaults.consumer_heartbeat_interval_ms)
+        consumer_group_members_max = optional("group.consumer.max.size", defaults.consumer_group_members_max)
+        migration_policy = optional("group.consumer.migration.policy", defaults.consumer_migration_policy)
+        assert isinstance(consumer_session_timeout_ms, int)
+        assert isinstance(consumer_heartbeat_interval_ms, int)
+        assert isinstance(consumer_group_members_max, int)
+        assert isinstance(migration_policy, str)
         return cls(
+            consumer_session_timeout_ms=consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms=consumer_heartbeat_interval_ms,
+            consumer_group_members_max=consumer_group_members_max,
+            consumer_assignors=tuple(assignors),
+            consumer_migration_policy=migration_policy.lower(),
             session_timeout_ms_min=config.group_min_session_timeout_ms,
             session_timeout_ms_max=config.group_max_session_timeout_ms,
             initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms,
@@ -236,12 +321,12 @@ _TimerKey = tuple[str, ...]
 
 @dataclass(frozen=True, slots=True)
 class _Timer:
-    kind: str  # "heartbeat" | "join" | "initial_join" | "sync" | "expire_offsets"
+    kind: str  # "heartbeat" | "join" | "initial_join" | "sync" | "expire_offsets" | "cg_session" | "cg_revoke"
     group_id: str = ""
     member_id: str = ""
     delay_ms: int = 0  # initial_join: the delay that just ran
     remaining_ms: int = 0  # initial_join: what is left of the rebalance timeout
-    generation_id: int = 0  # sync
+    generation_id: int = 0  # sync; cg_revoke: the member epoch it must leave
 
 
 class _Timers:
@@ -336,7 +421,7 @@ def _java_length(s: str) -> int:
 
 
 class GroupCoordinator:
-    """Classic groups and committed offsets for every group this broker coordinates.
+    """Classic and consumer groups and committed offsets for every group this broker coordinates.
 
     ``new_uuid`` returns a fresh UUID string (Kafka's format: 36 lowercase hex digits and
     dashes) for each new member id; it is the only source of randomness. Tokens of parked
@@ -348,7 +433,13 @@ class GroupCoordinator:
         self.config = config
         self._new_uuid = new_uuid
         self._groups: dict[str, ClassicGroup] = {}
+        # KIP-848 groups; a group id is in at most one of the two dicts.
+        self._consumer_groups: dict[str, cg.ConsumerGroup] = {}
         self._offsets: dict[str, dict[str, dict[int, CommittedOffset]]] = {}
+        # The topic metadata consumer groups are assigned from, and a counter bumped whenever it
+        # changes (what resolved regular expressions are checked against).
+        self._topics = cg.EMPTY_TOPICS
+        self._topics_version = 0
         # Stub of Kafka's pending transactional offsets: (group, topic, partition) written by an
         # open transaction. OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for
         # them; offset expiry skips them (and keeps their group); OffsetDelete and DeleteGroups
@@ -361,11 +452,21 @@ class GroupCoordinator:
     # --- inspection ------------------------------------------------------------------------------
 
     def group(self, group_id: str) -> ClassicGroup | None:
-        """The group's live state (read it, do not change it), or None."""
+        """The classic group's live state (read it, do not change it), or None."""
         return self._groups.get(group_id)
 
+    def consumer_group(self, group_id: str) -> cg.ConsumerGroup | None:
+        """The consumer group's live state (read it, do not change it), or None."""
+        return self._consumer_groups.get(group_id)
+
     def group_ids(self) -> list[str]:
-        return list(self._groups)
+        return list(self._groups) + list(self._consumer_groups)
+
+    def set_topics(self, topics: cg.TopicsImage) -> None:
+        """The broker's topics as they are now; consumer groups are assigned from the latest one."""
+        if not topics.same_topics(self._topics):
+            self._topics = topics
+            self._topics_version += 1
 
     def committed_offset(self, group_id: str, topic: str, partition: int) -> CommittedOffset | None:
         return self._offsets.get(group_id, {}).get(topic, {}).get(partition)
@@ -444,6 +545,14 @@ class GroupCoordinator:
             return _join_error(join.member_id, ErrorCode.INVALID_GROUP_ID)
         if not cfg.session_timeout_ms_min <= join.session_timeout_ms <= cfg.session_timeout_ms_max:
             return _join_error(join.member_id, ErrorCode.INVALID_SESSION_TIMEOUT)
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            if not consumer_group.is_empty:
+                # Kafka 3.9/4.0 would admit a "consumer" protocol member into the consumer group;
+                # this coordinator keeps protocols apart (see the module docstring).
+                return _join_error(join.member_id, ErrorCode.INCONSISTENT_GROUP_PROTOCOL)
+            # Kafka's maybeDeleteEmptyConsumerGroup: an empty consumer group gives way.
+            self._emit_all(cg.group_tombstones(consumer_group))
         is_unknown_member = join.member_id == UNKNOWN_MEMBER_ID
         group = self._groups.get(group_id)
         is_new_group = group is None
@@ -728,6 +837,8 @@ class GroupCoordinator:
             return SyncGroupResponse(error_code=ErrorCode.INCONSISTENT_GROUP_PROTOCOL)
         if not request.group_id:
             return SyncGroupResponse(error_code=ErrorCode.INVALID_GROUP_ID)
+        if request.group_id in self._consumer_groups:
+            return SyncGroupResponse(error_code=ErrorCode.UNKNOWN_MEMBER_ID)  # no classic members there
         group = self._groups.get(request.group_id)
         if group is None or group.is_in(GroupState.EMPTY):
             return SyncGroupResponse(error_code=ErrorCode.UNKNOWN_MEMBER_ID)
@@ -831,7 +942,7 @@ class GroupCoordinator:
         if not request.group_id:
             return ErrorCode.INVALID_GROUP_ID
         group = self._groups.get(request.group_id)
-        if group is None:
+        if group is None:  # no such group, or a consumer group (it has no classic members)
             return ErrorCode.UNKNOWN_MEMBER_ID
         if group.is_in(GroupState.DEAD):
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
@@ -900,6 +1011,9 @@ class GroupCoordinator:
                ) -> tuple[ErrorCode, list[LeaveGroupResponse.MemberResponse]]:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, []
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            return ErrorCode.NONE, [self._leave_consumer_group(consumer_group, i) for i in identities]
         group = self._groups.get(group_id)
         if group is None:
             return ErrorCode.NONE, [
@@ -937,11 +1051,400 @@ class GroupCoordinator:
                 self._maybe_complete_join_phase(group)
         return ErrorCode.NONE, responses
 
+    @staticmethod
+    def _leave_consumer_group(group: cg.ConsumerGroup, identity: LeaveGroupRequest.MemberIdentity
+                              ) -> LeaveGroupResponse.MemberResponse:
+        """Kafka's ``classicGroupLeaveToConsumerGroup`` for a group without classic members: every
+        member found uses the consumer protocol, which LeaveGroup cannot remove."""
+        member_id, instance_id = identity.member_id, identity.group_instance_id
+        if instance_id is not None:
+            member = group.static_member(instance_id)
+            if member is not None and member_id != UNKNOWN_MEMBER_ID and member.member_id != member_id:
+                return LeaveGroupResponse.MemberResponse(member_id, instance_id, ErrorCode.FENCED_INSTANCE_ID)
+        return LeaveGroupResponse.MemberResponse(member_id, instance_id, ErrorCode.UNKNOWN_MEMBER_ID)
+
     def _remove_leaving_member(self, group: ClassicGroup, member_id: str) -> None:
         member = group.members[member_id]
         self._timers.cancel(("heartbeat", group.group_id, member_id))
         self._complete_join(group, member, _join_error(UNKNOWN_MEMBER_ID, ErrorCode.UNKNOWN_MEMBER_ID))
         self._drop_member(group, member_id)
+
+    # --- ConsumerGroupHeartbeat and ConsumerGroupDescribe (KIP-848) ------------------------------
+
+    def consumer_group_heartbeat(self, request: ConsumerGroupHeartbeatRequest, *, api_version: int,
+                                 client_id: str, client_host: str, now_ms: int,
+                                 topics: cg.TopicsImage | None = None
+                                 ) -> CoordinatorResult[ConsumerGroupHeartbeatResponse]:
+        """ConsumerGroupHeartbeat (v0-v1): join, heartbeat, leave; always answered at once.
+
+        ``client_id`` comes from the request header, ``client_host`` is the peer as Kafka shows
+        it (``/127.0.0.1``); ``topics`` (when given) replaces the topic metadata first.
+        """
+        if topics is not None:
+            self.set_topics(topics)
+        self._begin(now_ms)
+        error = self._validate_consumer_heartbeat(request, api_version)
+        if error is not None:
+            return self._finish(_consumer_error(*error))
+        if request.member_epoch in (cg.LEAVE_GROUP_MEMBER_EPOCH, cg.LEAVE_GROUP_STATIC_MEMBER_EPOCH):
+            return self._finish(self._consumer_leave(request))
+        return self._finish(self._consumer_heartbeat(request, client_id, client_host))
+
+    def _validate_consumer_heartbeat(self, request: ConsumerGroupHeartbeatRequest,
+                                     api_version: int) -> tuple[ErrorCode, str] | None:
+        """Kafka's ``throwIfConsumerGroupHeartbeatRequestIsInvalid``."""
+        invalid = ErrorCode.INVALID_REQUEST
+        if not request.group_id.strip():
+            return invalid, "GroupId can't be empty."
+        if request.instance_id is not None and not request.instance_id.strip():
+            return invalid, "InstanceId can't be empty."
+        if request.rack_id is not None and not request.rack_id.strip():
+            return invalid, "RackId can't be empty."
+        epoch = request.member_epoch
+        if (epoch > 0 or epoch in (cg.LEAVE_GROUP_MEMBER_EPOCH, cg.LEAVE_GROUP_STATIC_MEMBER_EPOCH)) \
+                and not request.member_id.strip():
+            return invalid, "MemberId can't be empty."
+        if epoch == 0:
+            if request.rebalance_timeout_ms == -1:
+                return invalid, "RebalanceTimeoutMs must be provided in first request."
+            if request.topic_partitions is None or request.topic_partitions:
+                return invalid, "TopicPartitions must be empty when (re-)joining."
+            if request.subscribed_topic_names is None and request.subscribed_topic_regex is None:
+                return invalid, "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining."
+        elif epoch == cg.LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            if request.instance_id is None:
+                return invalid, "InstanceId can't be null."
+        elif epoch < cg.LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            return invalid, "MemberEpoch is invalid."
+        if request.server_assignor is not None and self._assignor(request.server_assignor) is None:
+            return ErrorCode.UNSUPPORTED_ASSIGNOR, (
+                f"ServerAssignor {request.server_assignor} is not supported. Supported assignors: "
+                f"{', '.join(self._assignor_names())}.")
+        return None
+
+    def _assignor_names(self) -> list[str]:
+        names = []
+        for entry in self.config.consumer_assignors:
+            assignor = assignor_by_config_name(entry)
+            assert assignor is not None
+            names.append(assignor.name)
+        return names
+
+    def _assignor(self, name: str) -> PartitionAssignor | None:
+        return assignor_by_config_name(name) if name in self._assignor_names() else None
+
+    def _consumer_heartbeat(self, request: ConsumerGroupHeartbeatRequest, client_id: str,
+                            client_host: str) -> ConsumerGroupHeartbeatResponse:
+        """Kafka's ``consumerGroupHeartbeat`` (a join when the member epoch is 0)."""
+        group_id, epoch = request.group_id, request.member_epoch
+        joining = epoch == 0
+        records: list[tuple[rec.GroupMetadataKey | rec.ConsumerGroupKey, rec.RecordValue | None]] = []
+
+        # The group: an existing consumer group, or a new one (it exists once its records replay).
+        group = self._consumer_groups.get(group_id)
+        if group is None:
+            classic = self._groups.get(group_id)
+            if classic is not None and not (joining and classic.is_in(GroupState.EMPTY)):
+                # Online upgrade is off (group.consumer.migration.policy=disabled).
+                return _consumer_error(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
+            if classic is None and not joining:
+                return _consumer_error(ErrorCode.GROUP_ID_NOT_FOUND, f"Consumer group {group_id} not found.")
+            if classic is not None:
+                records.append((rec.GroupMetadataKey(group_id), None))  # an empty classic group gives way
+            group = cg.ConsumerGroup(group_id)
+        members_max = self.config.consumer_group_members_max
+        if len(group.members) >= members_max and (not request.member_id or request.member_id not in group.members):
+            return _consumer_error(ErrorCode.GROUP_MAX_SIZE_REACHED,
+                                   f"The consumer group has reached its maximum capacity of {members_max} members.")
+        member_id = request.member_id or _kafka_uuid(self._new_uuid())
+        owned = None if request.topic_partitions is None else [
+            (tp.topic_id, tp.partitions) for tp in request.topic_partitions]
+
+        # The member: existing (its epoch checked), new, or a static member taking over.
+        replaced_id: str | None = None
+        member: cg.ConsumerGroupMember
+        if request.instance_id is None:
+            found = group.members.get(member_id)
+            if found is None:
+                if not joining:
+                    return _consumer_error(ErrorCode.UNKNOWN_MEMBER_ID,
+                                           f"Member {member_id} is not a member of group {group_id}.")
+                member = cg.ConsumerGroupMember(member_id)
+            else:
+                member = found
+                fenced = _check_member_epoch(member, epoch, owned)
+                if fenced is not None:
+                    return fenced
+        else:
+            instance_id = request.instance_id
+            existing = group.static_member(instance_id)
+            if joining and existing is None:
+                member = group.members.get(member_id) or cg.ConsumerGroupMember(member_id)
+            elif joining:
+                assert existing is not None
+                if existing.member_epoch != cg.LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+                    return _consumer_error(ErrorCode.UNRELEASED_INSTANCE_ID, (
+                        f"Static member {member_id} with instance id {instance_id} cannot join the group "
+                        f"because the instance id is owned by member {existing.member_id}."))
+                # Kafka's replaceMember: the new id takes over the old member's partitions and target.
+                member = replace(existing, member_id=member_id, member_epoch=0, previous_member_epoch=0)
+                replaced_id = existing.member_id
+                records += cg.member_tombstones(group_id, replaced_id)
+                records.append((rec.ConsumerGroupMemberMetadataKey(group_id, member_id), member.metadata_value()))
+                records.append((rec.ConsumerGroupTargetAssignmentMemberKey(group_id, member_id),
+                                rec.ConsumerGroupTargetAssignmentMemberValue(cg.to_topic_partitions(
+                                    group.target_assignment.get(replaced_id, cg.NO_PARTITIONS)))))
+                records.append((rec.ConsumerGroupCurrentMemberAssignmentKey(group_id, member_id),
+                                member.assignment_value()))
+            else:
+                if existing is None:
+                    return _consumer_error(ErrorCode.UNKNOWN_MEMBER_ID, f"Instance id {instance_id} is unknown.")
+                if existing.member_id != member_id:
+                    return _consumer_error(ErrorCode.FENCED_INSTANCE_ID, (
+                        f"Static member {member_id} with instance id {instance_id} was fenced by member "
+                        f"{existing.member_id}."))
+                member = existing
+                fenced = _check_member_epoch(member, epoch, owned)
+                if fenced is not None:
+                    return fenced
+
+        # 1. Update the member; a new subscription (or group) bumps the group epoch.
+        updated = replace(
+            member,
+            instance_id=request.instance_id if request.instance_id is not None else member.instance_id,
+            rack_id=request.rack_id if request.rack_id is not None else member.rack_id,
+            rebalance_timeout_ms=(request.rebalance_timeout_ms if request.rebalance_timeout_ms != -1
+                                  else member.rebalance_timeout_ms),
+            server_assignor=request.server_assignor if request.server_assignor is not None else member.server_assignor,
+            subscribed_topic_names=(frozenset(request.subscribed_topic_names)
+                                    if request.subscribed_topic_names is not None else member.subscribed_topic_names),
+            subscribed_topic_regex=(request.subscribed_topic_regex if request.subscribed_topic_regex is not None
+                                    else member.subscribed_topic_regex),
+            client_id=client_id, client_host=client_host)
+        bump = group.group_epoch == 0
+        if not updated.same_metadata(member) or member_id not in group.members and replaced_id is None:
+            records.append((rec.ConsumerGroupMemberMetadataKey(group_id, member_id), updated.metadata_value()))
+            bump |= updated.subscribed_topic_names != member.subscribed_topic_names
+        removed = [replaced_id] if replaced_id is not None and replaced_id != member_id else []
+        members_after = group.members_with(updated, removed)
+
+        # 2. Regular expressions: check a new one, resolve them (at most every 10 s), forget unused ones.
+        resolved = dict(group.resolved_regexes)
+        regex_error, regex_bump = self._update_regexes(group, member, updated, members_after, resolved, records)
+        if regex_error is not None:
+            return regex_error
+        bump |= regex_bump
+
+        # 3. The subscribed topics that exist; any change bumps the group epoch.
+        metadata = cg.subscription_metadata(cg.subscribed_topic_counts(members_after.values(), resolved), self._topics)
+        if metadata != group.subscription_metadata:
+            records.append((rec.ConsumerGroupPartitionMetadataKey(group_id), cg.partition_metadata_value(metadata)))
+            bump = True
+        group_epoch = group.group_epoch
+        if bump:
+            group_epoch += 1
+            records.append((rec.ConsumerGroupMetadataKey(group_id), rec.ConsumerGroupMetadataValue(group_epoch)))
+
+        # 4. A new target assignment when the group epoch is ahead of it.
+        target: cg.Partitions
+        if group_epoch > group.assignment_epoch:
+            assignor = self._group_assignor(members_after.values())
+            built = cg.build_target_assignment(
+                group, group_epoch=group_epoch, assignor=assignor, members=members_after,
+                replaced={member_id: replaced_id} if replaced_id is not None else {},
+                metadata=metadata, resolved=resolved, topics=self._topics)
+            records += built.records
+            target, target_epoch = built.members.get(member_id, cg.NO_PARTITIONS), group_epoch
+        else:
+            target, target_epoch = group.target_assignment_of(member_id, updated.instance_id), group.assignment_epoch
+
+        # 5. Reconcile the member towards its target: revoke first, then assign what is free.
+        reconciled = updated
+        if not updated.is_reconciled_to(target_epoch):
+            next_member = cg.reconcile(updated, target_epoch=target_epoch, target=target,
+                                       partition_epoch=group.current_partition_epoch, owned=owned)
+            if next_member is None:
+                return _consumer_error(ErrorCode.FENCED_MEMBER_EPOCH, (
+                    "The consumer group member is in a unknown state. The member must abandon all its "
+                    "partitions and rejoin."))
+            reconciled = next_member
+        assignment_changed = reconciled.assignment_value() != updated.assignment_value()
+        if assignment_changed:
+            records.append((rec.ConsumerGroupCurrentMemberAssignmentKey(group_id, member_id),
+                            reconciled.assignment_value()))
+
+        self._emit_all(records)
+        if assignment_changed:
+            if reconciled.state is cg.MemberState.UNREVOKED_PARTITIONS:
+                self._schedule_consumer_revocation(group_id, reconciled)
+            else:
+                self._timers.cancel(("cg_revoke", group_id, member_id))
+        self._schedule_consumer_session(group_id, member_id)
+
+        response = ConsumerGroupHeartbeatResponse(
+            member_id=member_id, member_epoch=reconciled.member_epoch,
+            heartbeat_interval_ms=self.config.consumer_heartbeat_interval_ms)
+        full_request = joining or (
+            request.rebalance_timeout_ms != -1 and owned is not None
+            and (request.subscribed_topic_names is not None or request.subscribed_topic_regex is not None))
+        if full_request or dict(reconciled.assigned_partitions) != dict(member.assigned_partitions):
+            response.assignment = ConsumerGroupHeartbeatResponse.Assignment(topic_partitions=[
+                ConsumerGroupHeartbeatResponse.TopicPartitions(topic_id=t, partitions=sorted(ps))
+                for t, ps in sorted(reconciled.assigned_partitions.items(), key=lambda kv: str(kv[0]))])
+        return response
+
+    def _update_regexes(self, group: cg.ConsumerGroup, member: cg.ConsumerGroupMember,
+                        updated: cg.ConsumerGroupMember, members_after: Mapping[str, cg.ConsumerGroupMember],
+                        resolved: dict[str, cg.ResolvedRegex],
+                        records: list[tuple[rec.GroupMetadataKey | rec.ConsumerGroupKey, rec.RecordValue | None]],
+                        ) -> tuple[ConsumerGroupHeartbeatResponse | None, bool]:
+        """Kafka 4.0's ``maybeUpdateRegularExpressions``, resolving synchronously.
+
+        Kafka resolves on a background executor and bumps the group epoch when the result
+        lands; we have the topics at hand, so the resolution and its bump happen in this
+        heartbeat. The rules are Kafka's: a regex no member used before is checked (an error
+        answers INVALID_REGULAR_EXPRESSION) and calls for a resolution; resolutions are refreshed
+        when some regex is unresolved or the topics changed since, but at most once every
+        ``REGEX_BATCH_REFRESH_INTERVAL_MS``; a regex its last member dropped is forgotten.
+        Updates ``resolved`` (the view of the rest of this heartbeat) and ``records``.
+        """
+        group_id = group.group_id
+        old_regex, new_regex = member.regex, updated.regex
+        counts_after = group.subscribed_regexes(members_after.values())
+        bump = False
+        refresh = False
+        if old_regex != new_regex:
+            if old_regex is not None and counts_after[old_regex] == 0 and old_regex in resolved:
+                records.append((rec.ConsumerGroupRegularExpressionKey(group_id, old_regex), None))
+                del resolved[old_regex]
+            if new_regex is not None:
+                if group.subscribed_regexes()[new_regex] == 0:
+                    if cg.compile_regex(new_regex) is None:
+                        return _consumer_error(ErrorCode.INVALID_REGULAR_EXPRESSION,
+                                               f"SubscribedTopicRegex {new_regex} is not a valid regular expression."
+                                               ), False
+                    refresh = True
+                else:
+                    bump = new_regex in resolved
+        if not counts_after:
+            return None, bump
+        last_ms = group.last_regex_refresh_ms()
+        if last_ms is not None and self._now_ms <= last_ms + cg.REGEX_BATCH_REFRESH_INTERVAL_MS:
+            return None, bump
+        refresh |= any(r not in resolved or resolved[r].version < self._topics_version for r in counts_after)
+        if not refresh:
+            return None, bump
+        for regex, topics in cg.resolve_regexes(sorted(counts_after), self._topics).items():
+            old = resolved.get(regex)
+            if old is None or old.topics != topics:
+                bump = True
+            resolved[regex] = cg.ResolvedRegex(topics, self._topics_version, self._now_ms)
+            records.append((rec.ConsumerGroupRegularExpressionKey(group_id, regex), rec.ConsumerGroupRegularExpressionValue(
+                tuple(sorted(topics)), self._topics_version, self._now_ms)))
+        return None, bump
+
+    def _group_assignor(self, members: Iterable[cg.ConsumerGroupMember]) -> PartitionAssignor:
+        """The assignor most members ask for, else the first of ``group.consumer.assignors``."""
+        names = self._assignor_names()
+        preferred = cg.preferred_server_assignor(members, names)
+        assignor = self._assignor(preferred) if preferred is not None else None
+        if assignor is None:
+            assignor = assignor_by_config_name(names[0])
+            assert assignor is not None
+        return assignor
+
+    def _consumer_leave(self, request: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse:
+        """Kafka's ``consumerGroupLeave``: -1 leaves for good, -2 is a static member stepping out."""
+        group_id, member_id = request.group_id, request.member_id
+        group = self._consumer_groups.get(group_id)
+        if group is None:
+            what = "is not a consumer group" if group_id in self._groups else "not found"
+            return _consumer_error(ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} {what}.")
+        response = ConsumerGroupHeartbeatResponse(member_id=member_id, member_epoch=request.member_epoch)
+        if request.instance_id is None:
+            member = group.members.get(member_id)
+            if member is None:
+                return _consumer_error(ErrorCode.UNKNOWN_MEMBER_ID,
+                                       f"Member {member_id} is not a member of group {group_id}.")
+            self._fence_consumer_member(group, member)
+            return response
+        member = group.static_member(request.instance_id)
+        if member is None:
+            return _consumer_error(ErrorCode.UNKNOWN_MEMBER_ID, f"Instance id {request.instance_id} is unknown.")
+        if member.member_id != member_id:
+            return _consumer_error(ErrorCode.FENCED_INSTANCE_ID, (
+                f"Static member {member_id} with instance id {request.instance_id} was fenced by member "
+                f"{member.member_id}."))
+        if request.member_epoch == cg.LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            # It keeps its partitions (nobody else gets them) until it rejoins or its session ends.
+            leaving = replace(member, member_epoch=cg.LEAVE_GROUP_STATIC_MEMBER_EPOCH, partitions_pending_revocation={})
+            self._emit(rec.ConsumerGroupCurrentMemberAssignmentKey(group_id, member.member_id),
+                       leaving.assignment_value())
+            return ConsumerGroupHeartbeatResponse(member_id=member.member_id,
+                                                  member_epoch=cg.LEAVE_GROUP_STATIC_MEMBER_EPOCH)
+        self._fence_consumer_member(group, member)
+        return response
+
+    def _fence_consumer_member(self, group: cg.ConsumerGroup, member: cg.ConsumerGroupMember) -> None:
+        """Kafka's ``consumerGroupFenceMember``: drop the member's records and bump the group epoch."""
+        group_id, member_id = group.group_id, member.member_id
+        records: list[tuple[rec.GroupMetadataKey | rec.ConsumerGroupKey, rec.RecordValue | None]] = []
+        records += cg.member_tombstones(group_id, member_id)
+        members_after = group.members_with(None, [member_id])
+        resolved = dict(group.resolved_regexes)
+        regex = member.regex
+        if regex is not None and group.subscribed_regexes()[regex] == 1 and regex in resolved:
+            records.append((rec.ConsumerGroupRegularExpressionKey(group_id, regex), None))
+            del resolved[regex]
+        metadata = cg.subscription_metadata(cg.subscribed_topic_counts(members_after.values(), resolved), self._topics)
+        if metadata != group.subscription_metadata:
+            records.append((rec.ConsumerGroupPartitionMetadataKey(group_id), cg.partition_metadata_value(metadata)))
+        records.append((rec.ConsumerGroupMetadataKey(group_id), rec.ConsumerGroupMetadataValue(group.group_epoch + 1)))
+        self._emit_all(records)
+        self._timers.cancel(("cg_session", group_id, member_id))
+        self._timers.cancel(("cg_revoke", group_id, member_id))
+
+    def _schedule_consumer_session(self, group_id: str, member_id: str) -> None:
+        self._timers.schedule(("cg_session", group_id, member_id),
+                              self._now_ms + self.config.consumer_session_timeout_ms,
+                              _Timer("cg_session", group_id, member_id))
+
+    def _schedule_consumer_revocation(self, group_id: str, member: cg.ConsumerGroupMember) -> None:
+        self._timers.schedule(("cg_revoke", group_id, member.member_id),
+                              self._now_ms + max(member.rebalance_timeout_ms, 0),
+                              _Timer("cg_revoke", group_id, member.member_id, generation_id=member.member_epoch))
+
+    def consumer_group_describe(self, request: ConsumerGroupDescribeRequest, *, now_ms: int,
+                                topics: cg.TopicsImage | None = None,
+                                authorized_operations: Callable[[str], int] | None = None,
+                                ) -> CoordinatorResult[ConsumerGroupDescribeResponse]:
+        """ConsumerGroupDescribe (v0). A classic or unknown group answers GROUP_ID_NOT_FOUND, as
+        Kafka does (clients then fall back to DescribeGroups); an empty id INVALID_GROUP_ID. When
+        asked, a group found carries ``authorized_operations(group_id)``, by default the bitfield
+        DescribeGroups reports (``GROUP_OPERATIONS_KAFKA_3``)."""
+        if topics is not None:
+            self.set_topics(topics)
+        self._begin(now_ms)
+        response = ConsumerGroupDescribeResponse()
+        default_assignor = self._assignor_names()[0]
+        for group_id in request.group_ids:
+            if not group_id:
+                response.groups.append(ConsumerGroupDescribeResponse.DescribedGroup(
+                    group_id=group_id, error_code=ErrorCode.INVALID_GROUP_ID))
+                continue
+            group = self._consumer_groups.get(group_id)
+            if group is None:
+                what = "is not a consumer group" if group_id in self._groups else "not found"
+                response.groups.append(ConsumerGroupDescribeResponse.DescribedGroup(
+                    group_id=group_id, error_code=ErrorCode.GROUP_ID_NOT_FOUND,
+                    error_message=f"Group {group_id} {what}."))
+                continue
+            described = cg.describe(group, default_assignor=default_assignor, topics=self._topics)
+            if request.include_authorized_operations:
+                described.authorized_operations = (
+                    GROUP_OPERATIONS_KAFKA_3 if authorized_operations is None else authorized_operations(group_id))
+            response.groups.append(described)
+        return self._finish(response)
 
     # --- members ---------------------------------------------------------------------------------
 
@@ -998,8 +1501,8 @@ class GroupCoordinator:
                     for p in t.partitions])
                 for t in request.topics]))
         group_id = request.group_id
-        group = self._groups[group_id]
-        if group.state in (GroupState.STABLE, GroupState.PREPARING_REBALANCE):
+        group = self._groups.get(group_id)  # None: a consumer group (commits are no heartbeats there)
+        if group is not None and group.state in (GroupState.STABLE, GroupState.PREPARING_REBALANCE):
             # A commit from a member counts as a heartbeat.
             member = group.members[request.member_id]
             self._schedule_heartbeat(group_id, member.member_id, member.session_timeout_ms)
@@ -1030,6 +1533,9 @@ class GroupCoordinator:
 
     def _validate_offset_commit(self, request: OffsetCommitRequest, api_version: int) -> ErrorCode:
         generation = request.generation_id_or_member_epoch
+        consumer_group = self._consumer_groups.get(request.group_id)
+        if consumer_group is not None:
+            return _validate_consumer_offset_commit(consumer_group, request, api_version)
         group = self._groups.get(request.group_id)
         if group is None:
             if generation >= 0:
@@ -1067,7 +1573,7 @@ class GroupCoordinator:
         if api_version >= 8:
             groups = [self._fetch_offsets(
                 g.group_id, None if g.topics is None else [(t.name, t.partition_indexes) for t in g.topics],
-                request.require_stable) for g in request.groups]
+                request.require_stable, g.member_id, g.member_epoch) for g in request.groups]
             return self._finish(OffsetFetchResponse(groups=groups))
         topics = None if request.topics is None else [(t.name, t.partition_indexes) for t in request.topics]
         group = self._fetch_offsets(request.group_id, topics, request.require_stable)
@@ -1085,16 +1591,26 @@ class GroupCoordinator:
         return self._finish(response)
 
     def fetch_offsets(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None, *,
-                      require_stable: bool, now_ms: int
+                      require_stable: bool, now_ms: int, member_id: str | None = None, member_epoch: int = -1,
                       ) -> CoordinatorResult[OffsetFetchResponse.OffsetFetchResponseGroup]:
-        """One group's committed offsets in the v8+ shape; ``topics`` None means all of them."""
+        """One group's committed offsets in the v8+ shape; ``topics`` None means all of them.
+        ``member_id``/``member_epoch`` (OffsetFetch v9) are checked against a consumer group."""
         self._begin(now_ms)
-        return self._finish(self._fetch_offsets(group_id, topics, require_stable))
+        return self._finish(self._fetch_offsets(group_id, topics, require_stable, member_id, member_epoch))
 
     def _fetch_offsets(self, group_id: str, topics: Sequence[tuple[str, Sequence[int]]] | None,
-                       require_stable: bool) -> OffsetFetchResponse.OffsetFetchResponseGroup:
+                       require_stable: bool, member_id: str | None = None, member_epoch: int = -1,
+                       ) -> OffsetFetchResponse.OffsetFetchResponseGroup:
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None and not (member_id is None and member_epoch < 0):
+            # Kafka's ConsumerGroup.validateOffsetFetch; the admin client sends neither.
+            member = consumer_group.members.get(member_id or "")
+            error = (ErrorCode.UNKNOWN_MEMBER_ID if member is None
+                     else ErrorCode.STALE_MEMBER_EPOCH if member.member_epoch != member_epoch else ErrorCode.NONE)
+            if error is not ErrorCode.NONE:
+                return OffsetFetchResponse.OffsetFetchResponseGroup(group_id=group_id, error_code=error)
         group = self._groups.get(group_id)
-        known = group is not None and not group.is_in(GroupState.DEAD)
+        known = (group is not None and not group.is_in(GroupState.DEAD)) or consumer_group is not None
         committed = self._offsets.get(group_id, {}) if known else {}
         result = OffsetFetchResponse.OffsetFetchResponseGroup(group_id=group_id)
         if topics is None:
@@ -1126,14 +1642,20 @@ class GroupCoordinator:
         group_id = request.group_id
         if not group_id:
             return self._finish(OffsetDeleteResponse(error_code=ErrorCode.INVALID_GROUP_ID))
-        group = self._groups.get(group_id)
-        if group is None or group.is_in(GroupState.DEAD):
-            return self._finish(OffsetDeleteResponse(error_code=ErrorCode.GROUP_ID_NOT_FOUND))
-        if not group.is_in(GroupState.EMPTY) and not group.uses_consumer_protocol():
-            return self._finish(OffsetDeleteResponse(error_code=ErrorCode.NON_EMPTY_GROUP))
+        is_subscribed: Callable[[str], bool]
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            is_subscribed = consumer_group.is_subscribed_to_topic  # any state may delete offsets
+        else:
+            group = self._groups.get(group_id)
+            if group is None or group.is_in(GroupState.DEAD):
+                return self._finish(OffsetDeleteResponse(error_code=ErrorCode.GROUP_ID_NOT_FOUND))
+            if not group.is_in(GroupState.EMPTY) and not group.uses_consumer_protocol():
+                return self._finish(OffsetDeleteResponse(error_code=ErrorCode.NON_EMPTY_GROUP))
+            is_subscribed = group.is_subscribed_to_topic
         response = OffsetDeleteResponse()
         for topic in request.topics:
-            subscribed = group.is_subscribed_to_topic(topic.name)
+            subscribed = is_subscribed(topic.name)
             partitions = []
             for p in topic.partitions:
                 if subscribed:
@@ -1167,7 +1689,7 @@ class GroupCoordinator:
 
     def _describe(self, group_id: str) -> DescribeGroupsResponse.DescribedGroup:
         group = self._groups.get(group_id)
-        if group is None:
+        if group is None:  # unknown, or a consumer group: Kafka describes both as Dead before v6
             return DescribeGroupsResponse.DescribedGroup(group_id=group_id, group_state=GroupState.DEAD.value)
         described = DescribeGroupsResponse.DescribedGroup(
             group_id=group_id, group_state=group.state.value, protocol_type=group.protocol_type or "")
@@ -1181,25 +1703,33 @@ class GroupCoordinator:
                 group_instance_id=m.group_instance_id,
                 client_id=m.client_id,
                 client_host=m.client_host,
+                # Outside Stable Kafka describes members without metadata or assignment.
                 member_metadata=m.metadata(group.protocol_name) if stable and group.protocol_name else b"",
-                member_assignment=m.assignment,
+                member_assignment=m.assignment if stable else b"",
             ))
         return described
 
     def list_groups(self, request: ListGroupsRequest, *, now_ms: int) -> CoordinatorResult[ListGroupsResponse]:
-        """ListGroups, filtered by state (v4+, case-insensitive) and type (v5+; these are all "classic")."""
+        """ListGroups, filtered by state (v4+, case-insensitive) and type (v5+: "classic", "consumer")."""
         self._begin(now_ms)
         states = {s.strip().lower() for s in request.states_filter}
-        types = {t.lower() for t in request.types_filter}
+        types = {t.strip().lower() for t in request.types_filter}
         response = ListGroupsResponse()
-        if types and CLASSIC_GROUP_TYPE not in types:
-            return self._finish(response)
-        for group in self._groups.values():
-            if states and group.state.value.lower() not in states:
-                continue
-            response.groups.append(ListGroupsResponse.ListedGroup(
-                group_id=group.group_id, protocol_type=group.protocol_type or "",
-                group_state=group.state.value, group_type=CLASSIC_GROUP_TYPE))
+        if not types or CLASSIC_GROUP_TYPE in types:
+            for group in self._groups.values():
+                if states and group.state.value.lower() not in states:
+                    continue
+                response.groups.append(ListGroupsResponse.ListedGroup(
+                    group_id=group.group_id, protocol_type=group.protocol_type or "",
+                    group_state=group.state.value, group_type=CLASSIC_GROUP_TYPE))
+        if not types or cg.CONSUMER_GROUP_TYPE in types:
+            for consumer_group in self._consumer_groups.values():
+                state = consumer_group.state.value
+                if states and state.lower() not in states:
+                    continue
+                response.groups.append(ListGroupsResponse.ListedGroup(
+                    group_id=consumer_group.group_id, protocol_type=cg.CONSUMER_PROTOCOL_TYPE,
+                    group_state=state, group_type=cg.CONSUMER_GROUP_TYPE))
         return self._finish(response)
 
     def delete_groups(self, request: DeleteGroupsRequest, *, now_ms: int) -> CoordinatorResult[DeleteGroupsResponse]:
@@ -1207,6 +1737,16 @@ class GroupCoordinator:
         self._begin(now_ms)
         response = DeleteGroupsResponse()
         for group_id in dict.fromkeys(request.groups_names):  # Kafka's handler drops duplicates
+            consumer_group = self._consumer_groups.get(group_id)
+            if consumer_group is not None:
+                if not consumer_group.is_empty:
+                    error = ErrorCode.NON_EMPTY_GROUP
+                else:
+                    error = ErrorCode.NONE
+                    self._delete_all_offsets(group_id)
+                    self._emit_all(cg.group_tombstones(consumer_group))
+                response.results.append(DeleteGroupsResponse.DeletableGroupResult(group_id, error))
+                continue
             group = self._groups.get(group_id)
             if group is None or group.is_in(GroupState.DEAD):
                 error = ErrorCode.GROUP_ID_NOT_FOUND
@@ -1235,6 +1775,11 @@ class GroupCoordinator:
                 group = self._groups.get(group_id)
                 if group is not None and group.is_in(GroupState.EMPTY):
                     self._emit(rec.GroupMetadataKey(group_id), None)
+        for group_id in list(self._consumer_groups):
+            if self._expire_offsets(group_id):
+                consumer_group = self._consumer_groups.get(group_id)
+                if consumer_group is not None and consumer_group.is_empty:
+                    self._emit_all(cg.group_tombstones(consumer_group))
         self._timers.schedule(("expire_offsets",), self._now_ms + self.config.offsets_retention_check_interval_ms,
                               _Timer("expire_offsets"))
 
@@ -1243,15 +1788,22 @@ class GroupCoordinator:
         by_topic = self._offsets.get(group_id)
         if not by_topic:
             return True
-        group = self._groups[group_id]
-        base = _expiration_base(group)
+        base: Callable[[CommittedOffset], int] | None
+        is_subscribed: Callable[[str], bool]
+        consumer_group = self._consumer_groups.get(group_id)
+        if consumer_group is not None:
+            # Kafka's ConsumerGroup.offsetExpirationCondition: from the commit, in any state.
+            base, is_subscribed = (lambda entry: entry.commit_timestamp_ms), consumer_group.is_subscribed_to_topic
+        else:
+            group = self._groups[group_id]
+            base, is_subscribed = _expiration_base(group), group.is_subscribed_to_topic
         if base is None:
             return False
         now, retention = self._now_ms, self.config.offsets_retention_ms
         expired = []
         all_expired = True
         for topic, partitions in by_topic.items():
-            if group.is_subscribed_to_topic(topic):
+            if is_subscribed(topic):
                 all_expired = False
                 continue
             for partition, entry in partitions.items():
@@ -1288,20 +1840,27 @@ class GroupCoordinator:
             protocol=group.protocol_name, leader=group.leader_id,
             current_state_timestamp_ms=self._state_timestamp(group), members=tuple(members)))
 
-    def _emit(self, key: rec.OffsetCommitKey | rec.GroupMetadataKey, value: rec.RecordValue | None) -> None:
-        """Queue a record for ``__consumer_offsets``; offset records and tombstones also take effect
-        here, as Kafka replays them (a group's metadata value changes nothing: the state has it)."""
+    def _emit(self, key: rec.OffsetCommitKey | rec.GroupMetadataKey | rec.ConsumerGroupKey,
+              value: rec.RecordValue | None) -> None:
+        """Queue a record for ``__consumer_offsets``; offset records, consumer group records and
+        tombstones also take effect here, as Kafka replays them (a classic group's metadata value
+        changes nothing: the state has it)."""
         self._out.records.append(OffsetsRecord(
             self.partition_for(key.group), rec.encode_key(key),
             None if value is None else rec.encode_value(value)))
-        if value is None or isinstance(value, rec.OffsetCommitValue):
+        if value is None or isinstance(value, rec.OffsetCommitValue) or isinstance(key, rec.CONSUMER_GROUP_KEYS):
             self._replay(key, value)
+
+    def _emit_all(self, records: Iterable[tuple[rec.GroupMetadataKey | rec.ConsumerGroupKey,
+                                                rec.RecordValue | None]]) -> None:
+        for key, value in records:
+            self._emit(key, value)
 
     def _replay(self, key: rec.RecordKey, value: rec.RecordValue | None) -> None:
         if isinstance(key, rec.OffsetCommitKey):
             if value is not None:
                 assert isinstance(value, rec.OffsetCommitValue)
-                if key.group not in self._groups:
+                if key.group not in self._groups and key.group not in self._consumer_groups:
                     self._groups[key.group] = ClassicGroup(key.group, GroupState.EMPTY,
                                                            state_timestamp_ms=self._now_ms)
                 self._offsets.setdefault(key.group, {}).setdefault(key.topic, {})[key.partition] = CommittedOffset(
@@ -1324,7 +1883,29 @@ class GroupCoordinator:
                 self._groups.pop(key.group, None)
             else:
                 assert isinstance(value, rec.GroupMetadataValue)
+                if key.group in self._consumer_groups:
+                    raise ProtocolError(f"group {key.group!r}: classic metadata for a consumer group")
                 self._groups[key.group] = _group_from_record(key.group, value)
+        elif isinstance(key, rec.CONSUMER_GROUP_KEYS):
+            self._replay_consumer(key, value)
+
+    def _replay_consumer(self, key: rec.ConsumerGroupKey, value: rec.RecordValue | None) -> None:
+        """Kafka's replay of consumer group records (``getOrMaybeCreatePersistedConsumerGroup``)."""
+        group = self._consumer_groups.get(key.group)
+        if group is None:
+            if value is None:
+                return  # a tombstone for a group we do not have
+            classic = self._groups.get(key.group)
+            if classic is not None:
+                if classic.protocol_type is not None or classic.members:
+                    raise ProtocolError(f"group {key.group!r}: consumer group records for a classic group")
+                # A group that only held committed offsets (a "simple" classic group) gives way.
+                del self._groups[key.group]
+            group = self._consumer_groups[key.group] = cg.ConsumerGroup(key.group)
+        assert value is None or not isinstance(value, (rec.OffsetCommitValue, rec.GroupMetadataValue))
+        group.replay(key, value)
+        if isinstance(key, rec.ConsumerGroupMetadataKey) and value is None:
+            del self._consumer_groups[key.group]
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -1333,9 +1914,11 @@ class GroupCoordinator:
         """Rebuild state from ``__consumer_offsets`` records (key, value-or-None), in log order.
 
         Call it once per partition as the broker reads it back, before serving requests for its
-        groups. Groups come back Empty or Stable with their last persisted generation; members
-        get a fresh session, and a group above ``group_members_max`` starts a rebalance. Record
-        types of KIP-848 groups are skipped. Raises ``ProtocolError`` on a malformed record.
+        groups. Classic groups come back Empty or Stable with their last persisted generation;
+        members get a fresh session, and a group above ``group_members_max`` starts a rebalance.
+        Consumer groups come back exactly as their records left them; members get a fresh
+        session, and those still revoking get a fresh revocation deadline. Record types of share
+        and streams groups are skipped. Raises ``ProtocolError`` on a malformed record.
         Transaction markers and transactional commits are not handled: pass committed records.
         """
         self._begin(now_ms)
@@ -1347,6 +1930,15 @@ class GroupCoordinator:
             self._replay(key, rec.decode_value(key, raw_value))
             touched[key.group] = None
         for group_id in touched:
+            consumer_group = self._consumer_groups.get(group_id)
+            if consumer_group is not None:
+                for m in consumer_group.members.values():
+                    self._schedule_consumer_session(group_id, m.member_id)
+                    if m.state is cg.MemberState.UNREVOKED_PARTITIONS:
+                        self._schedule_consumer_revocation(group_id, m)
+                for resolved in consumer_group.resolved_regexes.values():
+                    # Our topics version restarts with the process: make loaded resolutions stale.
+                    self._topics_version = max(self._topics_version, resolved.version + 1)
             group = self._groups.get(group_id)
             if group is None:
                 continue
@@ -1370,9 +1962,72 @@ class GroupCoordinator:
             self._on_initial_join_timer(timer)
         elif kind == "sync":
             self._on_sync_timer(timer)
+        elif kind == "cg_session":
+            consumer_group = self._consumer_groups.get(timer.group_id)
+            member = None if consumer_group is None else consumer_group.members.get(timer.member_id)
+            if consumer_group is not None and member is not None:
+                self._fence_consumer_member(consumer_group, member)
+        elif kind == "cg_revoke":
+            consumer_group = self._consumer_groups.get(timer.group_id)
+            member = None if consumer_group is None else consumer_group.members.get(timer.member_id)
+            if consumer_group is not None and member is not None and member.member_epoch == timer.generation_id:
+                # It did not give up its partitions within its rebalance timeout.
+                self._fence_consumer_member(consumer_group, member)
         else:
             assert kind == "expire_offsets", kind
             self._on_expire_offsets_timer()
+
+
+def _consumer_error(error: ErrorCode, message: str) -> ConsumerGroupHeartbeatResponse:
+    """A ConsumerGroupHeartbeat error answer (Kafka's: the code and message, nothing else)."""
+    return ConsumerGroupHeartbeatResponse(error_code=error, error_message=message)
+
+
+def _kafka_uuid(uuid_string: str) -> str:
+    """A UUID in Kafka's ``Uuid.toString`` form (URL-safe base64, no padding), as member ids are."""
+    return base64.urlsafe_b64encode(UUID(uuid_string).bytes).rstrip(b"=").decode()
+
+
+def _is_subset(owned: cg.OwnedPartitions, assigned: cg.Partitions) -> bool:
+    if owned is None:
+        return False
+    for topic_id, partitions in owned:
+        have = assigned.get(topic_id)
+        if have is None or any(p not in have for p in partitions):
+            return False
+    return True
+
+
+def _check_member_epoch(member: cg.ConsumerGroupMember, received: int,
+                        owned: cg.OwnedPartitions) -> ConsumerGroupHeartbeatResponse | None:
+    """Kafka's ``throwIfConsumerGroupMemberEpochIsInvalid``: the member's epoch, or its previous
+    epoch with owned partitions within its assignment (our last answer may have been lost)."""
+    if received > member.member_epoch:
+        return _consumer_error(ErrorCode.FENCED_MEMBER_EPOCH, (
+            f"The consumer group member has a greater member epoch ({received}) than the one known by the "
+            f"group coordinator ({member.member_epoch}). The member must abandon all its partitions and rejoin."))
+    if received < member.member_epoch and (
+            received != member.previous_member_epoch or not _is_subset(owned, member.assigned_partitions)):
+        return _consumer_error(ErrorCode.FENCED_MEMBER_EPOCH, (
+            f"The consumer group member has a smaller member epoch ({received}) than the one known by the "
+            f"group coordinator ({member.member_epoch}). The member must abandon all its partitions and rejoin."))
+    return None
+
+
+def _validate_consumer_offset_commit(group: cg.ConsumerGroup, request: OffsetCommitRequest,
+                                     api_version: int) -> ErrorCode:
+    """Kafka's ``ConsumerGroup.validateOffsetCommit`` for a group of consumer-protocol members."""
+    epoch = request.generation_id_or_member_epoch
+    if epoch < 0 and group.is_empty:
+        return ErrorCode.NONE  # the admin client, or a consumer that assigns partitions itself
+    member = group.members.get(request.member_id)
+    if member is None:
+        return ErrorCode.UNKNOWN_MEMBER_ID
+    if api_version < 9:
+        return ErrorCode.UNSUPPORTED_VERSION  # consumer-protocol members commit with v9+
+    if epoch != member.member_epoch:
+        return ErrorCode.STALE_MEMBER_EPOCH
+    return ErrorCode.NONE
 
 
 def _inconsistent(requested: str | None, actual: str | None) -> bool:

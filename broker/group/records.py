@@ -1,18 +1,19 @@
 """The records the group coordinator keeps in ``__consumer_offsets``, in Kafka's byte format.
 
-What it owns. A hand-written codec for the four record types a classic group coordinator writes
-and reads back: ``OffsetCommitKey``/``OffsetCommitValue`` (a committed offset) and
-``GroupMetadataKey``/``GroupMetadataValue`` (a group's membership after a rebalance), plus the
-placement rule that maps a group to its ``__consumer_offsets`` partition.
+What it owns. A hand-written codec for the record types the group coordinator writes and reads
+back: ``OffsetCommitKey``/``OffsetCommitValue`` (a committed offset) and
+``GroupMetadataKey``/``GroupMetadataValue`` (a classic group's membership after a rebalance);
+the KIP-848 consumer group records (listed below); plus the placement rule that maps a group to
+its ``__consumer_offsets`` partition.
 
 Layout (Kafka's, byte for byte). A record key is an int16 *key version* followed by the key's
 fields; the key version says which record type it is: 0 and 1 are offset commits, 2 is group
-metadata, 3 and above belong to the KIP-848 consumer and share groups (decoded as
-``UnknownKey``; loading skips them, as Kafka's loader skips record types it does not know). A
-record value is an int16 *value version* followed by the value's fields; a null value is a
-tombstone. Value versions 0-3 use classic encodings (int16-length strings, int32-length bytes
-and arrays); version 4 is flexible (compact lengths and a tagged-field section per struct, whose
-unknown tags are skipped). Fields by version:
+metadata, 3-8 and 16 are consumer group records; other versions (share and streams groups) are
+decoded as ``UnknownKey`` and loading skips them, as Kafka's loader skips record types it does
+not know. A record value is an int16 *value version* followed by the value's fields; a null
+value is a tombstone. Classic value versions 0-3 use classic encodings (int16-length strings,
+int32-length bytes and arrays); version 4 is flexible (compact lengths and a tagged-field section
+per struct, whose unknown tags are skipped). Fields by version:
 
 - ``OffsetCommitKey`` v0-1: group string, topic string, partition int32.
 - ``OffsetCommitValue`` v0-4: offset int64; leader epoch int32 (v3+); metadata string; commit
@@ -22,6 +23,26 @@ unknown tags are skipped). Fields by version:
   leader nullable string; current state timestamp int64 (v2+); members: member id string, group
   instance id nullable string (v3+), client id string, client host string, rebalance timeout int32
   (v1+), session timeout int32, subscription bytes, assignment bytes.
+
+Consumer group records (KIP-848; Kafka 3.9/4.0 ``group-coordinator`` message schemas). Keys are
+non-flexible (int16-length strings); every value is value version 0 and flexible (compact
+strings and arrays, an empty tagged-field section after each struct, unknown tags skipped):
+
+- key 3 ``ConsumerGroupMetadataKey`` (group) -> epoch int32.
+- key 4 ``ConsumerGroupPartitionMetadataKey`` (group) -> topics: [topic id uuid, topic name,
+  partition count int32, partition metadata: [partition int32, racks [string]]].
+- key 5 ``ConsumerGroupMemberMetadataKey`` (group, member id) -> instance id?, rack id?, client
+  id, client host, subscribed topic names [string], subscribed topic regex?, rebalance timeout
+  int32, server assignor?; tag 0 (the classic-protocol metadata of a member that joined with
+  JoinGroup) is skipped: this coordinator never admits classic members to consumer groups.
+- key 6 ``ConsumerGroupTargetAssignmentMetadataKey`` (group) -> assignment epoch int32.
+- key 7 ``ConsumerGroupTargetAssignmentMemberKey`` (group, member id) -> topic partitions:
+  [topic id uuid, partitions [int32]].
+- key 8 ``ConsumerGroupCurrentMemberAssignmentKey`` (group, member id) -> member epoch int32,
+  previous member epoch int32, state int8, assigned partitions and partitions pending
+  revocation (both [topic id uuid, partitions [int32]]).
+- key 16 ``ConsumerGroupRegularExpressionKey`` (group, regex) -> topics [string], version int64,
+  timestamp int64 (Kafka 4.0).
 
 What we write is what Kafka 3.x/4.0 writes: key version 1 for offset commits (2 for groups),
 ``OffsetCommitValue`` v3, or v1 when the commit carries an explicit expire timestamp
@@ -38,9 +59,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from uuid import UUID
 
 from protocol.errors import ProtocolError
 from protocol.primitives import (
+    I8,
     I16,
     I32,
     I64,
@@ -52,6 +75,7 @@ from protocol.primitives import (
     read_compact_string,
     read_nullable_string,
     read_string,
+    read_uuid,
     skip_tagged_fields,
     write_bytes,
     write_compact_array_len,
@@ -60,6 +84,7 @@ from protocol.primitives import (
     write_compact_string,
     write_nullable_string,
     write_string,
+    write_uuid,
 )
 
 OFFSET_COMMIT_KEY_VERSION = 1
@@ -72,6 +97,16 @@ FLEXIBLE_VALUE_VERSION = 4
 
 NO_TIMESTAMP = -1
 NO_LEADER_EPOCH = -1
+
+# Key versions of the KIP-848 consumer group records.
+CONSUMER_GROUP_METADATA_KEY_VERSION = 3
+CONSUMER_GROUP_PARTITION_METADATA_KEY_VERSION = 4
+CONSUMER_GROUP_MEMBER_METADATA_KEY_VERSION = 5
+CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA_KEY_VERSION = 6
+CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY_VERSION = 7
+CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY_VERSION = 8
+CONSUMER_GROUP_REGULAR_EXPRESSION_KEY_VERSION = 16
+CONSUMER_GROUP_VALUE_VERSION = 0
 
 _INT_MIN = -(2**31)
 
@@ -122,15 +157,128 @@ class GroupMetadataValue:
     members: tuple[MemberMetadata, ...] = ()
 
 
+# --- consumer group (KIP-848) record types ------------------------------------------------------
+
+# A member's partitions as the records carry them: (topic id, partitions) pairs.
+TopicPartitions = tuple[tuple[UUID, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupMetadataKey:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupMetadataValue:
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupPartitionMetadataKey:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMetadataRecord:
+    topic_id: UUID
+    topic_name: str
+    num_partitions: int
+    # (partition, racks); deprecated in Kafka and written empty, as Kafka 4.0 writes it.
+    partition_racks: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupPartitionMetadataValue:
+    topics: tuple[TopicMetadataRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupMemberMetadataKey:
+    group: str
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupMemberMetadataValue:
+    instance_id: str | None
+    rack_id: str | None
+    client_id: str
+    client_host: str
+    subscribed_topic_names: tuple[str, ...]
+    subscribed_topic_regex: str | None
+    rebalance_timeout_ms: int
+    server_assignor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupTargetAssignmentMetadataKey:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupTargetAssignmentMetadataValue:
+    assignment_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupTargetAssignmentMemberKey:
+    group: str
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupTargetAssignmentMemberValue:
+    topic_partitions: TopicPartitions
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupCurrentMemberAssignmentKey:
+    group: str
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupCurrentMemberAssignmentValue:
+    member_epoch: int
+    previous_member_epoch: int
+    state: int  # MemberState's byte (broker.group.consumer.MemberState)
+    assigned_partitions: TopicPartitions
+    partitions_pending_revocation: TopicPartitions
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupRegularExpressionKey:
+    group: str
+    regex: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupRegularExpressionValue:
+    topics: tuple[str, ...]
+    version: int  # Kafka: the metadata image offset it was resolved against; here the coordinator's topics version
+    timestamp_ms: int
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownKey:
-    """A key version this coordinator does not handle (KIP-848 consumer or share group records)."""
+    """A key version this coordinator does not handle (share and streams group records)."""
 
     version: int
 
 
-RecordKey = OffsetCommitKey | GroupMetadataKey | UnknownKey
-RecordValue = OffsetCommitValue | GroupMetadataValue
+ConsumerGroupKey = (ConsumerGroupMetadataKey | ConsumerGroupPartitionMetadataKey | ConsumerGroupMemberMetadataKey
+                    | ConsumerGroupTargetAssignmentMetadataKey | ConsumerGroupTargetAssignmentMemberKey
+                    | ConsumerGroupCurrentMemberAssignmentKey | ConsumerGroupRegularExpressionKey)
+ConsumerGroupValue = (ConsumerGroupMetadataValue | ConsumerGroupPartitionMetadataValue
+                      | ConsumerGroupMemberMetadataValue | ConsumerGroupTargetAssignmentMetadataValue
+                      | ConsumerGroupTargetAssignmentMemberValue | ConsumerGroupCurrentMemberAssignmentValue
+                      | ConsumerGroupRegularExpressionValue)
+CONSUMER_GROUP_KEYS = (ConsumerGroupMetadataKey, ConsumerGroupPartitionMetadataKey, ConsumerGroupMemberMetadataKey,
+                       ConsumerGroupTargetAssignmentMetadataKey, ConsumerGroupTargetAssignmentMemberKey,
+                       ConsumerGroupCurrentMemberAssignmentKey, ConsumerGroupRegularExpressionKey)
+
+RecordKey = OffsetCommitKey | GroupMetadataKey | ConsumerGroupKey | UnknownKey
+RecordValue = OffsetCommitValue | GroupMetadataValue | ConsumerGroupValue
 
 
 # --- placement -----------------------------------------------------------------------------------
@@ -159,16 +307,35 @@ def partition_for(group_id: str, offsets_topic_partitions: int) -> int:
 # --- encoding ------------------------------------------------------------------------------------
 
 
-def encode_key(key: OffsetCommitKey | GroupMetadataKey) -> bytes:
+_CONSUMER_KEY_VERSIONS: dict[type, int] = {
+    ConsumerGroupMetadataKey: CONSUMER_GROUP_METADATA_KEY_VERSION,
+    ConsumerGroupPartitionMetadataKey: CONSUMER_GROUP_PARTITION_METADATA_KEY_VERSION,
+    ConsumerGroupMemberMetadataKey: CONSUMER_GROUP_MEMBER_METADATA_KEY_VERSION,
+    ConsumerGroupTargetAssignmentMetadataKey: CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA_KEY_VERSION,
+    ConsumerGroupTargetAssignmentMemberKey: CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY_VERSION,
+    ConsumerGroupCurrentMemberAssignmentKey: CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY_VERSION,
+    ConsumerGroupRegularExpressionKey: CONSUMER_GROUP_REGULAR_EXPRESSION_KEY_VERSION,
+}
+
+
+def encode_key(key: OffsetCommitKey | GroupMetadataKey | ConsumerGroupKey) -> bytes:
     out = bytearray()
     if isinstance(key, OffsetCommitKey):
         out += I16.pack(OFFSET_COMMIT_KEY_VERSION)
         write_string(out, key.group)
         write_string(out, key.topic)
         out += I32.pack(key.partition)
-    else:
+    elif isinstance(key, GroupMetadataKey):
         out += I16.pack(GROUP_METADATA_KEY_VERSION)
         write_string(out, key.group)
+    else:
+        out += I16.pack(_CONSUMER_KEY_VERSIONS[type(key)])
+        write_string(out, key.group)
+        if isinstance(key, ConsumerGroupRegularExpressionKey):
+            write_string(out, key.regex)
+        elif isinstance(key, (ConsumerGroupMemberMetadataKey, ConsumerGroupTargetAssignmentMemberKey,
+                              ConsumerGroupCurrentMemberAssignmentKey)):
+            write_string(out, key.member_id)
     return bytes(out)
 
 
@@ -184,8 +351,11 @@ def encode_value(value: RecordValue, version: int | None = None) -> bytes:
     if isinstance(value, OffsetCommitValue):
         v = offset_commit_value_version(value) if version is None else version
         return _encode_offset_commit_value(value, v)
-    v = GROUP_METADATA_VALUE_VERSION if version is None else version
-    return _encode_group_metadata_value(value, v)
+    if isinstance(value, GroupMetadataValue):
+        v = GROUP_METADATA_VALUE_VERSION if version is None else version
+        return _encode_group_metadata_value(value, v)
+    assert version in (None, CONSUMER_GROUP_VALUE_VERSION), version
+    return _encode_consumer_group_value(value)
 
 
 def _encode_offset_commit_value(value: OffsetCommitValue, version: int) -> bytes:
@@ -242,6 +412,65 @@ def _encode_group_metadata_value(value: GroupMetadataValue, version: int) -> byt
     return bytes(out)
 
 
+def _write_topic_partitions(out: bytearray, topic_partitions: TopicPartitions) -> None:
+    write_compact_array_len(out, len(topic_partitions))
+    for topic_id, partitions in topic_partitions:
+        write_uuid(out, topic_id)
+        write_compact_array_len(out, len(partitions))
+        out += struct.pack(f">{len(partitions)}i", *partitions)
+        out += b"\x00"
+
+
+def _write_compact_strings(out: bytearray, values: tuple[str, ...]) -> None:
+    write_compact_array_len(out, len(values))
+    for v in values:
+        write_compact_string(out, v)
+
+
+def _encode_consumer_group_value(value: ConsumerGroupValue) -> bytes:
+    out = bytearray(I16.pack(CONSUMER_GROUP_VALUE_VERSION))
+    if isinstance(value, ConsumerGroupMetadataValue):
+        out += I32.pack(value.epoch)
+    elif isinstance(value, ConsumerGroupPartitionMetadataValue):
+        write_compact_array_len(out, len(value.topics))
+        for t in value.topics:
+            write_uuid(out, t.topic_id)
+            write_compact_string(out, t.topic_name)
+            out += I32.pack(t.num_partitions)
+            write_compact_array_len(out, len(t.partition_racks))
+            for partition, racks in t.partition_racks:
+                out += I32.pack(partition)
+                _write_compact_strings(out, racks)
+                out += b"\x00"
+            out += b"\x00"
+    elif isinstance(value, ConsumerGroupMemberMetadataValue):
+        write_compact_nullable_string(out, value.instance_id)
+        write_compact_nullable_string(out, value.rack_id)
+        write_compact_string(out, value.client_id)
+        write_compact_string(out, value.client_host)
+        _write_compact_strings(out, value.subscribed_topic_names)
+        write_compact_nullable_string(out, value.subscribed_topic_regex)
+        out += I32.pack(value.rebalance_timeout_ms)
+        write_compact_nullable_string(out, value.server_assignor)
+    elif isinstance(value, ConsumerGroupTargetAssignmentMetadataValue):
+        out += I32.pack(value.assignment_epoch)
+    elif isinstance(value, ConsumerGroupTargetAssignmentMemberValue):
+        _write_topic_partitions(out, value.topic_partitions)
+    elif isinstance(value, ConsumerGroupCurrentMemberAssignmentValue):
+        out += I32.pack(value.member_epoch)
+        out += I32.pack(value.previous_member_epoch)
+        out += I8.pack(value.state)
+        _write_topic_partitions(out, value.assigned_partitions)
+        _write_topic_partitions(out, value.partitions_pending_revocation)
+    else:
+        assert isinstance(value, ConsumerGroupRegularExpressionValue), value
+        _write_compact_strings(out, value.topics)
+        out += I64.pack(value.version)
+        out += I64.pack(value.timestamp_ms)
+    out += b"\x00"
+    return bytes(out)
+
+
 # --- decoding ------------------------------------------------------------------------------------
 
 
@@ -258,6 +487,26 @@ def decode_key(data: bytes | bytearray | memoryview) -> RecordKey:
         if version == 2:
             group, pos = read_string(buf, pos)
             return GroupMetadataKey(group)
+        if version in (CONSUMER_GROUP_METADATA_KEY_VERSION, CONSUMER_GROUP_PARTITION_METADATA_KEY_VERSION,
+                       CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA_KEY_VERSION):
+            group, pos = read_string(buf, pos)
+            if version == CONSUMER_GROUP_METADATA_KEY_VERSION:
+                return ConsumerGroupMetadataKey(group)
+            if version == CONSUMER_GROUP_PARTITION_METADATA_KEY_VERSION:
+                return ConsumerGroupPartitionMetadataKey(group)
+            return ConsumerGroupTargetAssignmentMetadataKey(group)
+        if version in (CONSUMER_GROUP_MEMBER_METADATA_KEY_VERSION, CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY_VERSION,
+                       CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY_VERSION,
+                       CONSUMER_GROUP_REGULAR_EXPRESSION_KEY_VERSION):
+            group, pos = read_string(buf, pos)
+            second, pos = read_string(buf, pos)
+            if version == CONSUMER_GROUP_MEMBER_METADATA_KEY_VERSION:
+                return ConsumerGroupMemberMetadataKey(group, second)
+            if version == CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER_KEY_VERSION:
+                return ConsumerGroupTargetAssignmentMemberKey(group, second)
+            if version == CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT_KEY_VERSION:
+                return ConsumerGroupCurrentMemberAssignmentKey(group, second)
+            return ConsumerGroupRegularExpressionKey(group, second)
     except (struct.error, IndexError) as e:
         raise ProtocolError(f"truncated __consumer_offsets key: {e}") from None
     if version < 0:
@@ -272,6 +521,10 @@ def decode_value(key: RecordKey, data: bytes | bytearray | memoryview | None) ->
     buf = memoryview(data)
     try:
         (version,) = I16.unpack_from(buf, 0)
+        if isinstance(key, CONSUMER_GROUP_KEYS):
+            if version != CONSUMER_GROUP_VALUE_VERSION:
+                raise ProtocolError(f"{type(key).__name__} value version {version} is not 0")
+            return _decode_consumer_group_value(key, buf)
         if not 0 <= version <= VALUE_VERSION_MAX:
             raise ProtocolError(f"__consumer_offsets value version {version} is not 0-{VALUE_VERSION_MAX}")
         if isinstance(key, OffsetCommitKey):
@@ -349,3 +602,99 @@ def _decode_group_metadata_value(buf: memoryview, version: int) -> GroupMetadata
     if flexible:
         skip_tagged_fields(buf, pos)
     return GroupMetadataValue(protocol_type, generation, protocol, leader, state_ts, tuple(members))
+
+
+# --- decoding consumer group values --------------------------------------------------------------
+
+
+def _read_topic_partitions(buf: memoryview, pos: int) -> tuple[TopicPartitions, int]:
+    count, pos = read_compact_array_len(buf, pos, 18)
+    if count < 0:
+        raise ProtocolError("topic partitions array is null")
+    out = []
+    for _ in range(count):
+        topic_id, pos = read_uuid(buf, pos)
+        n, pos = read_compact_array_len(buf, pos, 4)
+        if n < 0:
+            raise ProtocolError("partitions array is null")
+        partitions = struct.unpack_from(f">{n}i", buf, pos)
+        pos += 4 * n
+        pos = skip_tagged_fields(buf, pos)
+        out.append((topic_id, tuple(partitions)))
+    return tuple(out), pos
+
+
+def _read_compact_strings(buf: memoryview, pos: int) -> tuple[tuple[str, ...], int]:
+    count, pos = read_compact_array_len(buf, pos, 1)
+    if count < 0:
+        raise ProtocolError("string array is null")
+    out = []
+    for _ in range(count):
+        s, pos = read_compact_string(buf, pos)
+        out.append(s)
+    return tuple(out), pos
+
+
+def _decode_consumer_group_value(key: ConsumerGroupKey, buf: memoryview) -> ConsumerGroupValue:
+    pos = 2
+    value: ConsumerGroupValue
+    if isinstance(key, ConsumerGroupMetadataKey):
+        (epoch,) = I32.unpack_from(buf, pos)
+        pos += 4
+        value = ConsumerGroupMetadataValue(epoch)
+    elif isinstance(key, ConsumerGroupPartitionMetadataKey):
+        count, pos = read_compact_array_len(buf, pos, 23)
+        if count < 0:
+            raise ProtocolError("ConsumerGroupPartitionMetadataValue topics array is null")
+        topics = []
+        for _ in range(count):
+            topic_id, pos = read_uuid(buf, pos)
+            name, pos = read_compact_string(buf, pos)
+            (num_partitions,) = I32.unpack_from(buf, pos)
+            pos += 4
+            n, pos = read_compact_array_len(buf, pos, 6)
+            racks_by_partition = []
+            for _ in range(max(n, 0)):
+                (partition,) = I32.unpack_from(buf, pos)
+                pos += 4
+                racks, pos = _read_compact_strings(buf, pos)
+                pos = skip_tagged_fields(buf, pos)
+                racks_by_partition.append((partition, racks))
+            pos = skip_tagged_fields(buf, pos)
+            topics.append(TopicMetadataRecord(topic_id, name, num_partitions, tuple(racks_by_partition)))
+        value = ConsumerGroupPartitionMetadataValue(tuple(topics))
+    elif isinstance(key, ConsumerGroupMemberMetadataKey):
+        instance_id, pos = read_compact_nullable_string(buf, pos)
+        rack_id, pos = read_compact_nullable_string(buf, pos)
+        client_id, pos = read_compact_string(buf, pos)
+        client_host, pos = read_compact_string(buf, pos)
+        names, pos = _read_compact_strings(buf, pos)
+        regex, pos = read_compact_nullable_string(buf, pos)
+        (rebalance_timeout_ms,) = I32.unpack_from(buf, pos)
+        pos += 4
+        assignor, pos = read_compact_nullable_string(buf, pos)
+        value = ConsumerGroupMemberMetadataValue(instance_id, rack_id, client_id, client_host, names, regex,
+                                                 rebalance_timeout_ms, assignor)
+    elif isinstance(key, ConsumerGroupTargetAssignmentMetadataKey):
+        (assignment_epoch,) = I32.unpack_from(buf, pos)
+        pos += 4
+        value = ConsumerGroupTargetAssignmentMetadataValue(assignment_epoch)
+    elif isinstance(key, ConsumerGroupTargetAssignmentMemberKey):
+        tps, pos = _read_topic_partitions(buf, pos)
+        value = ConsumerGroupTargetAssignmentMemberValue(tps)
+    elif isinstance(key, ConsumerGroupCurrentMemberAssignmentKey):
+        member_epoch, previous_epoch = struct.unpack_from(">ii", buf, pos)
+        pos += 8
+        (state,) = I8.unpack_from(buf, pos)
+        pos += 1
+        assigned, pos = _read_topic_partitions(buf, pos)
+        pending, pos = _read_topic_partitions(buf, pos)
+        value = ConsumerGroupCurrentMemberAssignmentValue(member_epoch, previous_epoch, state, assigned, pending)
+    else:
+        assert isinstance(key, ConsumerGroupRegularExpressionKey), key
+        topics_, pos = _read_compact_strings(buf, pos)
+        version, timestamp_ms = struct.unpack_from(">qq", buf, pos)
+        pos += 16
+        value = ConsumerGroupRegularExpressionValue(topics_, version, timestamp_ms)
+    skip_tagged_fields(buf, pos)
+    return value

@@ -1,9 +1,11 @@
-"""FindCoordinator and the classic consumer-group APIs, answered by ``broker.groups``.
+"""FindCoordinator and the consumer-group APIs, classic and KIP-848, answered by ``broker.groups``.
 
 A single node coordinates every group (and every transactional id, once transactions exist), so
 FindCoordinator always names this broker. The group APIs hand their decoded requests to the
 sans-IO coordinator through ``GroupService``; JoinGroup and SyncGroup may wait there for the
-rebalance.
+rebalance. ConsumerGroupHeartbeat (v0-v1: v1 adds the regex subscription, stable from Kafka 4.0)
+and ConsumerGroupDescribe (v0) are served whatever ``group.coordinator.rebalance.protocols``
+says, as with Kafka 4.0's default (``classic,consumer``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from broker.groups import GroupService
 from protocol.error_codes import ErrorCode
 from protocol.message import Message
 from protocol.messages import ApiKey
+from protocol.messages.consumer_group_describe import ConsumerGroupDescribeRequest
+from protocol.messages.consumer_group_heartbeat import ConsumerGroupHeartbeatRequest
 from protocol.messages.delete_groups import DeleteGroupsRequest
 from protocol.messages.describe_groups import DescribeGroupsRequest
 from protocol.messages.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
@@ -55,13 +59,17 @@ async def find_coordinator(ctx: RequestContext, req: FindCoordinatorRequest) -> 
         for k in req.coordinator_keys])
 
 
+def _client_host(ctx: RequestContext) -> str:
+    """The peer's address as Kafka shows it (``/127.0.0.1``)."""
+    return "/" + ctx.peer.rsplit(":", 1)[0]
+
+
 @route(ApiKey.JOIN_GROUP, 0, 9)
 async def join_group(ctx: RequestContext, req: JoinGroupRequest) -> Message | None:
     assert ctx.header is not None
-    host = "/" + ctx.peer.rsplit(":", 1)[0]
     c = _groups(ctx).coordinator
     return await _groups(ctx).call_parked(c.join_group, req, api_version=ctx.api_version,
-                                          client_id=ctx.header.client_id or "", client_host=host)
+                                          client_id=ctx.header.client_id or "", client_host=_client_host(ctx))
 
 
 @route(ApiKey.SYNC_GROUP, 0, 5)
@@ -108,3 +116,18 @@ async def list_groups(ctx: RequestContext, req: ListGroupsRequest) -> Message:
 @route(ApiKey.DELETE_GROUPS, 0, 2)
 async def delete_groups(ctx: RequestContext, req: DeleteGroupsRequest) -> Message:
     return _groups(ctx).call(_groups(ctx).coordinator.delete_groups, req)
+
+
+@route(ApiKey.CONSUMER_GROUP_HEARTBEAT, 0, 1)
+async def consumer_group_heartbeat(ctx: RequestContext, req: ConsumerGroupHeartbeatRequest) -> Message:
+    assert ctx.header is not None
+    service = _groups(ctx)
+    return service.call(service.coordinator.consumer_group_heartbeat, req, api_version=ctx.api_version,
+                        client_id=ctx.header.client_id or "", client_host=_client_host(ctx),
+                        topics=service.topics_image())
+
+
+@route(ApiKey.CONSUMER_GROUP_DESCRIBE, 0, 0)
+async def consumer_group_describe(ctx: RequestContext, req: ConsumerGroupDescribeRequest) -> Message:
+    service = _groups(ctx)
+    return service.call(service.coordinator.consumer_group_describe, req, topics=service.topics_image())

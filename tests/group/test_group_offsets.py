@@ -306,11 +306,12 @@ def test_describe_groups() -> None:
     assert (ghost.error_code, ghost.group_state, ghost.protocol_type) == (0, "Dead", "")
     assert stable.authorized_operations == -(2**31)  # not asked for
     response.encode(5)
-    # Outside Stable: no protocol and no member metadata, assignments as they are.
+    # Outside Stable (Kafka's summaryNoMetadata): no protocol, no member metadata, no assignment.
     h.join(G, m1)
     preparing = h.describe(G).groups[0]
     assert (preparing.group_state, preparing.protocol_data) == ("PreparingRebalance", "")
     assert [m.member_metadata for m in preparing.members] == [b"", b""]
+    assert [m.member_assignment for m in preparing.members] == [b"", b""]
     _, last = h.join(G, m2, instance="inst")
     assert last is not None and last.generation_id == gen + 1
     assert h.describe(G).groups[0].group_state == "CompletingRebalance"

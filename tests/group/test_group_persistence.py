@@ -155,10 +155,10 @@ def test_records_are_written_when_kafka_writes_them() -> None:
 
 def test_load_skips_other_group_types_and_rejects_corrupt_records() -> None:
     fresh = GroupCoordinator(GroupCoordinatorConfig(), new_uuid=CountingUuids())
-    consumer_group_key = struct.pack(">h", 3) + struct.pack(">h", 1) + b"g"
+    share_group_key = struct.pack(">h", 11) + struct.pack(">h", 1) + b"g"
     offset = (rec.encode_key(rec.OffsetCommitKey("g", "t", 0)),
               rec.encode_value(rec.OffsetCommitValue(4, -1, "", 10)))
-    fresh.load([(consumer_group_key, b"\x00\x00anything"), offset,
+    fresh.load([(share_group_key, b"\x00\x00anything"), offset,
                 (rec.encode_key(rec.GroupMetadataKey("never-seen")), None)], now_ms=0)
     assert fresh.group_ids() == ["g"]
     assert fresh.committed_offset("g", "t", 0) is not None

@@ -48,9 +48,9 @@ def test_group_metadata_key_layout() -> None:
 
 
 def test_keys_of_other_group_types_are_unknown_not_errors() -> None:
-    # Version 3+ keys are KIP-848 consumer/share group records.
-    assert rec.decode_key(struct.pack(">h", 3) + s16("grp")) == rec.UnknownKey(3)
-    assert rec.decode_value(rec.UnknownKey(3), b"\x00\x00whatever") is None
+    # Versions 3-8 and 16 are KIP-848 consumer group records (decoded); 9-15 are share groups.
+    assert rec.decode_key(struct.pack(">h", 11) + s16("grp")) == rec.UnknownKey(11)
+    assert rec.decode_value(rec.UnknownKey(11), b"\x00\x00whatever") is None
     with pytest.raises(ProtocolError):
         rec.decode_key(struct.pack(">h", -1))
     with pytest.raises(ProtocolError):
