@@ -679,8 +679,16 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
         _k("group.max.session.timeout.ms", _I, 1800000, _MED, "Largest session timeout a classic group "
            "member may ask for."),
         _k("group.max.size", _I, INT_MAX, _MED, "Most members of one classic group.", _AT_LEAST_1),
-        _k("group.coordinator.rebalance.protocols", _LS, ("classic",), _MED, "Group protocols the "
-           "coordinator serves.", EachOneOf(("classic", "consumer", "share"))),
+        _k("group.coordinator.rebalance.protocols", _LS, ("classic", "consumer"), _MED, "Group protocols "
+           "the coordinator serves (both are always served: Kafka 4.0's default).",
+           EachOneOf(("classic", "consumer", "share")), kafka_default="classic"),
+        _k("group.consumer.assignors", _LS, ("uniform", "range"), _MED, "Server-side assignors of "
+           "consumer-protocol groups (short names or Kafka's class names); the first is the default.",
+           EachOneOf(("uniform", "range", "org.apache.kafka.coordinator.group.assignor.UniformAssignor",
+                      "org.apache.kafka.coordinator.group.assignor.RangeAssignor"))),
+        _k("group.consumer.migration.policy", _S, "disabled", _MED, "Whether a group may change between the "
+           "classic and consumer protocols while it has members (only disabled is implemented).",
+           OneOf(("disabled",))),
         _k("group.consumer.session.timeout.ms", _I, 45000, _MED, "Session timeout of consumer-protocol "
            "group members.", _AT_LEAST_1),
         _k("group.consumer.min.session.timeout.ms", _I, 45000, _MED, "Smallest consumer-protocol session "
