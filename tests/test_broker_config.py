@@ -117,6 +117,7 @@ DEVIATIONS = {
     "offsets.topic.replication.factor": ("1", "3"),
     "transaction.state.log.replication.factor": ("1", "3"),
     "transaction.state.log.min.isr": ("1", "2"),
+    "group.coordinator.rebalance.protocols": ("classic,consumer", "classic"),
 }
 
 
