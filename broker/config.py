@@ -681,7 +681,9 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
         _k("group.max.size", _I, INT_MAX, _MED, "Most members of one classic group.", _AT_LEAST_1),
         _k("group.coordinator.rebalance.protocols", _LS, ("classic", "consumer"), _MED, "Group protocols "
            "the coordinator serves (both are always served: Kafka 4.0's default).",
-           EachOneOf(("classic", "consumer", "share")), kafka_default="classic"),
+           EachOneOf(("classic", "consumer", "share")), kafka_default="classic",
+           note="Trafka serves the KIP-848 consumer protocol beside the classic one, as Kafka 4.0 does by "
+                "default."),
         _k("group.consumer.assignors", _LS, ("uniform", "range"), _MED, "Server-side assignors of "
            "consumer-protocol groups (short names or Kafka's class names); the first is the default.",
            EachOneOf(("uniform", "range", "org.apache.kafka.coordinator.group.assignor.UniformAssignor",
