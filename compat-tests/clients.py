@@ -7,6 +7,7 @@ run here (None when it can); the harness turns that into a failure in CI and a s
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -18,9 +19,6 @@ DRIVERS = HERE / "drivers"
 JS_DIR = HERE / "js"
 JAVA_DIR = HERE / "java"
 INSTALL_HINT = "run `bash tools/install_clients.sh`"
-
-KAFKAJS_PLUGIN_CODEC = "kafkajs ships gzip only; snappy, lz4 and zstd need third-party codec plugins"
-
 
 @dataclass(frozen=True, slots=True)
 class Client:
@@ -51,8 +49,10 @@ class Client:
         if self.name == "kafkajs":
             if shutil.which("node") is None:
                 return "node is not on PATH"
-            if not (JS_DIR / "node_modules" / "kafkajs" / "package.json").is_file():
-                return f"kafkajs is not installed in {JS_DIR / 'node_modules'}; {INSTALL_HINT}"
+            wanted = json.loads((JS_DIR / "package.json").read_text(encoding="utf-8"))["dependencies"]
+            absent = [name for name in wanted if not (JS_DIR / "node_modules" / name / "package.json").is_file()]
+            if absent:
+                return f"{', '.join(absent)} not installed in {JS_DIR / 'node_modules'}; {INSTALL_HINT}"
         if self.name == "java":
             if shutil.which("java") is None:
                 return "java is not on PATH"
@@ -64,14 +64,22 @@ class Client:
 
 
 CLIENTS = (
-    Client("kafka-python", "murmur2"),
+    Client("kafka-python", "murmur2", {
+        "group_kip848": "kafka-python has no KIP-848 consumer (group.protocol=consumer)",
+    }),
     Client("confluent-kafka", "crc32"),
-    Client("aiokafka", "murmur2"),
-    Client("kcat", "crc32", {"admin": "kcat has no admin commands"}),
+    Client("aiokafka", "murmur2", {
+        "group_cooperative": "aiokafka has no cooperative-sticky assignor (eager rebalancing only)",
+        "group_kip848": "aiokafka has no KIP-848 consumer (group.protocol=consumer)",
+    }),
+    Client("kcat", "crc32", {
+        "admin": "kcat has no admin commands",
+        "group_kip848": "Debian's kcat links librdkafka 2.0.2, which predates group.protocol=consumer",
+    }),
     Client("kafkajs", "murmur2", {
-        "compression_snappy": KAFKAJS_PLUGIN_CODEC,
-        "compression_lz4": KAFKAJS_PLUGIN_CODEC,
-        "compression_zstd": KAFKAJS_PLUGIN_CODEC,
+        "group_cooperative": "kafkajs rebalances eagerly only (no cooperative-sticky assigner)",
+        "group_static": "kafkajs has no static membership (group.instance.id)",
+        "group_kip848": "kafkajs has no KIP-848 consumer (group.protocol=consumer)",
     }),
     Client("java", "murmur2"),
 )

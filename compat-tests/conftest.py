@@ -51,7 +51,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return report
     key = (callspec.params["client_name"], callspec.params["scenario"])
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        if report.passed:
+        if hasattr(report, "wasxfail") and report.skipped:
+            # A strict xfail that failed as expected: shown as "not yet", with why it fails.
+            message = getattr(getattr(report.longrepr, "reprcrash", None), "message", "") or ""
+            detail = report.wasxfail + (f"; fails with: {message.splitlines()[0][:300]}" if message else "")
+            OUTCOMES[key] = {"outcome": "xfail", "detail": detail}
+        elif report.passed:
             OUTCOMES[key] = {"outcome": "pass"}
         elif report.skipped:
             reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""

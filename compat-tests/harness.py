@@ -4,9 +4,11 @@ Theory of operation: the tests are ordered client by client. The first test of a
 previous client's broker, starts a fresh one (new port, new data directory, auto-create off),
 creates and fills the topics every batched scenario needs, and runs the client's driver *once* with
 a plan holding all batched scenarios; each test then judges its own step of that run. ``restart``
-runs last for each client: the driver produces, the harness restarts the broker on the same port
-and directory, and the driver consumes. One broker and two or three driver processes per client
-keep the whole matrix within a few minutes (a JVM or node start costs a second or so).
+runs for each client after the batch: the driver produces, the harness restarts the broker on
+the same port and directory, and the driver consumes. The group scenarios run several driver
+processes at once (group_harness.py), on the same broker. One broker per client and few driver
+processes keep the whole matrix within a few minutes (a JVM or node start costs a second or so);
+the group scenarios' session timeouts are most of it.
 
 Topic setup and the checks after a scenario (does a topic exist?) go through kafka-python in this
 process, so a broker must at least serve kafka-python's CreateTopics, Produce and Metadata.
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +28,7 @@ from typing import Any
 import scenarios
 from broker_process import BrokerProcess
 from clients import Client
+from group_harness import GroupRuns
 
 # Kafka property names; a single broker needs replication factor 1 for its internal topics.
 BROKER_OVERRIDES = {
@@ -66,6 +71,7 @@ class Harness:
         self.plans: dict[str, dict[str, scenarios.Step]] = {}
         self.seed_base_ms: dict[str, int] = {}
         self.versions: dict[str, str] = {}
+        self.groups: dict[str, GroupRuns] = {}
         self.runs = 0
 
     # --- broker --------------------------------------------------------------------------------
@@ -161,6 +167,21 @@ class Harness:
         consumed = self.run_driver(client, [scenarios.Step("consume", "consume", params)], STEP_TIMEOUT_S)
         return params, produce_line, consumed.line("consume")
 
+    def group(self, client: Client, scenario: str) -> str | None:
+        """Run the client's group flow holding ``scenario`` (once); None when it passed, else why not."""
+        if client.name not in self.groups:
+            def restart_broker() -> None:
+                broker = self.broker_for(client)
+                code = broker.restart()
+                assert code == 0, f"the broker exited with {code} on SIGTERM:\n{broker.log_tail()}"
+
+            self.groups[client.name] = GroupRuns(
+                client, lambda: self.broker_for(client).bootstrap, self.work_dir, restart_broker,
+                lambda topic, partitions: create_topic(self.broker_for(client).bootstrap, topic, partitions),
+                lambda topic, count: seed_values(self.broker_for(client).bootstrap, topic, count),
+                lambda group, topic: committed_offsets(self.broker_for(client).bootstrap, group, topic))
+        return self.groups[client.name].outcome(scenario)
+
 
 # --- topic setup through kafka-python -----------------------------------------------------------
 
@@ -194,3 +215,116 @@ def topic_exists(bootstrap: str, name: str) -> bool:
         return name in admin.list_topics()
     finally:
         admin.close()
+
+
+def seed_values(bootstrap: str, topic: str, count: int) -> None:
+    """``count`` records ``g-0``, ``g-1``, ... into partition 0."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=10_000)
+    try:
+        for i in range(count):
+            producer.send(topic, value=f"g-{i}".encode(), partition=0).get(timeout=10)
+    finally:
+        producer.close(timeout=5)
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets for the topic's partitions (OffsetFetch through kafka-python)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        offsets = admin.list_group_offsets({group: None})[group]
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+def read_back(bootstrap: str, topic: str, partitions: int, expected: int) -> list[dict[str, Any]]:
+    """Every record of the topic, read by kafka-python in this process, as the drivers report them."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             request_timeout_ms=10_000, fetch_max_wait_ms=100)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if len(records) >= expected and all(consumer.position(tp) >= ends[tp] for tp in tps):
+                break
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend({
+                    "partition": m.partition, "offset": m.offset,
+                    "key": None if m.key is None else m.key.decode("utf-8", errors="backslashreplace"),
+                    "value": None if m.value is None else m.value.decode("utf-8", errors="backslashreplace"),
+                    "headers": [[k, None if v is None else v.decode("utf-8", errors="backslashreplace")]
+                                for k, v in m.headers or []],
+                } for m in batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def stored_batches(bootstrap: str, topic: str, partitions: int) -> list[scenarios.BatchHeader]:
+    """The record batches the broker serves for the topic, from a plain Fetch v4 (the oldest Kafka
+    4 serves) read off the socket here, so no client's decoding stands between us and the bytes."""
+    host, port = bootstrap.rsplit(":", 1)
+    name = topic.encode()
+    body = struct.pack(">iiiib", -1, 0, 0, 64 * 1024 * 1024, 0)
+    body += struct.pack(">ih", 1, len(name)) + name + struct.pack(">i", partitions)
+    for p in range(partitions):
+        body += struct.pack(">iqi", p, 0, 16 * 1024 * 1024)
+    client_id = b"trafka-compat"
+    request = struct.pack(">hhih", 1, 4, 7, len(client_id)) + client_id + body
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
+        data = _recv_exactly(sock, size)
+    at = 8  # correlation id, throttle time
+    batches: list[scenarios.BatchHeader] = []
+    (topics,) = struct.unpack_from(">i", data, at)
+    at += 4
+    for _ in range(topics):
+        (length,) = struct.unpack_from(">h", data, at)
+        at += 2 + length
+        (count,) = struct.unpack_from(">i", data, at)
+        at += 4
+        for _ in range(count):
+            partition, error, _hw, _lso, aborted = struct.unpack_from(">ihqqi", data, at)
+            at += 26 + 16 * max(aborted, 0)
+            (records_size,) = struct.unpack_from(">i", data, at)
+            at += 4
+            assert error == 0, f"Fetch of {topic}-{partition} answered error {error}"
+            batches += scenarios.parse_batches(partition, data[at:at + max(records_size, 0)])
+            at += max(records_size, 0)
+    return batches
+
+
+def advertised_apis(bootstrap: str) -> dict[int, tuple[int, int]]:
+    """The broker's ApiVersions (v0) answer: api key -> (min version, max version)."""
+    host, port = bootstrap.rsplit(":", 1)
+    client_id = b"trafka-compat"
+    request = struct.pack(">hhih", 18, 0, 9, len(client_id)) + client_id
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
+        data = _recv_exactly(sock, size)
+    _correlation, error, count = struct.unpack_from(">ihi", data)
+    assert error == 0, f"ApiVersions answered error {error}"
+    entries = (struct.unpack_from(">hhh", data, 10 + 6 * i) for i in range(count))
+    return {key: (low, high) for key, low, high in entries}
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        data += chunk
+    return data

@@ -11,8 +11,10 @@ Nothing here starts processes or talks to a broker: see harness.py for that.
 from __future__ import annotations
 
 import hashlib
+import struct
 import zlib
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,25 @@ LARGE_VALUE_BYTES = 1024 * 1024 - 128
 LARGE_PATTERN = b"abcdefghijklmnopqrstuvwxyz"
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 
+# Consumer groups (group_harness.py runs them): several member processes of one client at once.
+GROUP_SCENARIOS = (
+    "group_split",
+    "group_join",
+    "group_failover",
+    "group_offsets",
+    "group_cooperative",
+    "group_static",
+    "group_kip848",
+)
+GROUP_PARTITIONS = 4
+GROUP_SEEDED_COUNT = 20  # records in the group_offsets topic
+# The consume-and-commit runs of group_offsets: (records to consume, where they must start).
+GROUP_OFFSET_RUNS = ((10, 0), (5, 10), (5, 15))  # the broker restarts before the last one
+# Kafka's smallest allowed session timeout (group.min.session.timeout.ms): a killed member's
+# partitions move about this long after its last heartbeat.
+GROUP_SESSION_TIMEOUT_MS = 6000
+GROUP_HEARTBEAT_INTERVAL_MS = 500
+
 SCENARIOS = (
     "metadata",
     "admin",
@@ -42,24 +63,35 @@ SCENARIOS = (
     "out_of_range",
     "missing_topic",
     "restart",
+    *GROUP_SCENARIOS,
 )
 
 DESCRIPTIONS = {
     "metadata": "list brokers and topics (Metadata)",
     "admin": "create, describe, alter configs of and delete a topic",
     "produce_consume": "keyed records with headers: exact round trip, same key same partition",
-    **{f"compression_{c}": f"round trip of {c}-compressed batches" for c in CODECS},
+    **{f"compression_{c}": f"round trip of {c}-compressed batches, stored as {c} v2 batches and read back "
+                           "exactly by kafka-python" for c in CODECS},
     "idempotent": "idempotent producer with retries: exact round trip, no duplicates",
     "large_message": f"one record with a {LARGE_VALUE_BYTES}-byte value (1 MiB batch)",
     "offsets": "earliest, latest, by-time offsets and seek",
     "out_of_range": "fetch past the end with reset=none gives OFFSET_OUT_OF_RANGE; reset works",
     "missing_topic": "produce to a missing topic with auto-create off: clean error, no topic",
     "restart": "everything acknowledged before a broker restart is read after it",
+    "group_split": f"two members of a group split a {GROUP_PARTITIONS}-partition topic, 2 and 2",
+    "group_join": "a third member joins: every member holds a partition, none twice, none left over",
+    "group_failover": "a member is killed (SIGKILL): after the session timeout the others hold its partitions",
+    "group_offsets": "committed offsets survive a consumer restart and a broker restart",
+    "group_cooperative": "cooperative-sticky: a joining member takes one partition; nothing else is revoked",
+    "group_static": "a static member (group.instance.id) killed and restarted gets its partitions back, "
+                    "no rebalance",
+    "group_kip848": "the KIP-848 consumer protocol (group.protocol=consumer): two members split the topic",
 }
 
 # Scenarios that run in one driver process per client, one after the other, against the broker
-# the client's tests share. ``restart`` needs the harness between its two steps.
-BATCHED = tuple(s for s in SCENARIOS if s != "restart")
+# the client's tests share. ``restart`` needs the harness between its two steps, and the group
+# scenarios several driver processes at once.
+BATCHED = tuple(s for s in SCENARIOS if s != "restart" and s not in GROUP_SCENARIOS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,3 +360,132 @@ def check_missing_topic(result: dict[str, Any]) -> None:
     kind = classify_error(result["error"])
     assert kind in ("unknown_topic", "timeout"), f"unexpected error: {result['error']}"
     assert result["elapsed_ms"] <= MISSING_TOPIC_ELAPSED_MS_MAX, f"gave up only after {result['elapsed_ms']} ms"
+
+
+# --- consumer groups --------------------------------------------------------------------------
+
+
+def member_params(topic: str, group: str, **extra: Any) -> dict[str, Any]:
+    """A ``group_member`` driver's params (drivers/common.py describes them)."""
+    params: dict[str, Any] = {
+        "topic": topic, "group": group, "session_timeout_ms": GROUP_SESSION_TIMEOUT_MS,
+        "heartbeat_interval_ms": GROUP_HEARTBEAT_INTERVAL_MS, "assignor": None, "instance_id": None,
+        "protocol": "classic", "report_records": False, "consume_count": None,
+    }
+    params.update(extra)
+    return params
+
+
+def split_problem(assignments: Mapping[str, frozenset[int] | None], partitions: int,
+                  each: int | None = None) -> str | None:
+    """None when the members hold every partition exactly once, each member at least one (or
+    exactly ``each``); otherwise what is wrong, for a wait that is still waiting or failed."""
+    waiting = sorted(name for name, held in assignments.items() if held is None)
+    if waiting:
+        return f"no assignment yet for {', '.join(waiting)}"
+    holders: dict[int, list[str]] = defaultdict(list)
+    for name, held in assignments.items():
+        for p in held or ():
+            holders[p].append(name)
+    problems = []
+    twice = {p: names for p, names in holders.items() if len(names) > 1}
+    if twice:
+        problems.append(f"held twice: {twice}")
+    missing = sorted(set(range(partitions)) - set(holders))
+    if missing:
+        problems.append(f"held by nobody: {missing}")
+    stray = sorted(set(holders) - set(range(partitions)))
+    if stray:
+        problems.append(f"not partitions of the topic: {stray}")
+    for name, held in sorted(assignments.items()):
+        size = len(held or ())
+        if (each is not None and size != each) or size == 0:
+            problems.append(f"{name} holds {sorted(held or ())}")
+    return "; ".join(problems) or None
+
+
+def format_assignments(assignments: Mapping[str, frozenset[int] | None]) -> str:
+    return ", ".join(f"{name}={'?' if held is None else sorted(held)}" for name, held in sorted(assignments.items()))
+
+
+def check_cooperative(before: dict[str, frozenset[int]], after: dict[str, frozenset[int]],
+                      revoked: dict[str, set[int]], newcomer: str) -> None:
+    """When ``newcomer`` joined members that held ``before``: the old members only gave up
+    partitions (none moved between them), revoked exactly those, and exactly one moved (4
+    partitions over 3 members: 2, 1, 1), to the newcomer. An eager rebalance revokes everything."""
+    problems = []
+    moved: set[int] = set()
+    for name, held in before.items():
+        gained = after[name] - held
+        if gained:
+            problems.append(f"{name} gained {sorted(gained)}")
+        moved |= held - after[name]
+        if revoked[name] != held - after[name]:
+            problems.append(f"{name} revoked {sorted(revoked[name])} going from {sorted(held)} to {sorted(after[name])}")
+    if len(moved) != 1:
+        problems.append(f"{len(moved)} partitions moved ({sorted(moved)}), sticky needs 1")
+    if after[newcomer] != moved:
+        problems.append(f"{newcomer} holds {sorted(after[newcomer])}, the moved ones are {sorted(moved)}")
+    assert not problems, "; ".join(problems)
+
+
+def check_consumed_run(records: list[list[int]], count: int, start: int) -> None:
+    """A consume-and-commit run of group_offsets read partition 0 from ``start``, ``count`` records."""
+    want = [[0, offset] for offset in range(start, start + count)]
+    got = [list(r) for r in records]
+    assert got == want, (f"consumed {[tuple(r) for r in got]}, expected partition 0 offsets "
+                         f"{start}..{start + count - 1}")
+
+
+# --- stored batches -----------------------------------------------------------------------------
+
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}  # attributes & 7
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    partition: int
+    base_offset: int
+    magic: int
+    codec: int
+    records: int
+    crc_ok: bool | None  # None when no CRC-32C implementation is at hand
+
+
+def _crc32c() -> Callable[[bytes], int] | None:
+    try:
+        from crc32c import crc32c
+    except ImportError:  # pragma: no cover - the broker's own dependency
+        return None
+    return crc32c
+
+
+def parse_batches(partition: int, data: bytes) -> list[BatchHeader]:
+    """The v2 record batch headers in a Fetch response's records (a cut-off last batch dropped)."""
+    checksum = _crc32c()
+    out = []
+    at = 0
+    while at + 61 <= len(data):
+        base_offset, length = struct.unpack_from(">qi", data, at)
+        if at + 12 + length > len(data):
+            break
+        magic = data[at + 16]
+        (crc,) = struct.unpack_from(">I", data, at + 17)
+        attributes, = struct.unpack_from(">h", data, at + 21)
+        (records,) = struct.unpack_from(">i", data, at + 57)
+        crc_ok = None if checksum is None else checksum(data[at + 21:at + 12 + length]) == crc
+        out.append(BatchHeader(partition, base_offset, magic, attributes & 7, records, crc_ok))
+        at += 12 + length
+    return out
+
+
+def check_stored_codec(params: dict[str, Any], batches: list[BatchHeader]) -> None:
+    """The broker keeps what the client sent: v2 batches, every one compressed with the scenario's
+    codec (the compression.type=producer default), CRCs intact, holding all the records."""
+    want = CODEC_IDS[params["codec"]]
+    names = {v: k for k, v in CODEC_IDS.items()}
+    wrong = [f"p{b.partition}@{b.base_offset}: magic {b.magic}, {names.get(b.codec, b.codec)}, crc_ok={b.crc_ok}"
+             for b in batches if b.magic != 2 or b.codec != want or b.crc_ok is False]
+    assert not wrong, f"stored batches not {params['codec']} v2 with a good CRC: {wrong}"
+    total = sum(b.records for b in batches)
+    assert total == len(params["messages"]), f"stored batches hold {total} records, {len(params['messages'])} sent"

@@ -5,9 +5,11 @@ must pass bytes through unchanged while recording frames. No client or broker is
 from __future__ import annotations
 
 import copy
+import shutil
 import socket
 import struct
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,3 +166,142 @@ def test_matrix_rewrites_only_its_section() -> None:
     doc = f"# Title\n\nhand-written\n\n{matrix.BEGIN}\nold table\n{matrix.END}\n\nmore prose\n"
     new = matrix.updated(doc, "new table")
     assert new == f"# Title\n\nhand-written\n\n{matrix.BEGIN}\nnew table\n{matrix.END}\n\nmore prose\n"
+
+
+# --- consumer groups ----------------------------------------------------------------------------
+
+
+def test_split_problem_accepts_only_a_clean_split() -> None:
+    def held(**members: list[int] | None) -> dict[str, frozenset[int] | None]:
+        return {name: None if p is None else frozenset(p) for name, p in members.items()}
+
+    assert scenarios.split_problem(held(a=[0, 1], b=[2, 3]), 4, each=2) is None
+    assert scenarios.split_problem(held(a=[0, 1], b=[2], c=[3]), 4) is None
+    assert "no assignment yet" in (scenarios.split_problem(held(a=[0, 1, 2, 3], b=None), 4) or "")
+    assert "held twice" in (scenarios.split_problem(held(a=[0, 1], b=[1, 2, 3]), 4) or "")
+    assert "held by nobody" in (scenarios.split_problem(held(a=[0], b=[2, 3]), 4) or "")
+    assert "c holds []" in (scenarios.split_problem(held(a=[0, 1], b=[2, 3], c=[]), 4) or "")
+    assert "a holds [0, 1, 2]" in (scenarios.split_problem(held(a=[0, 1, 2], b=[3]), 4, each=2) or "")
+
+
+def test_cooperative_check_rejects_an_eager_rebalance() -> None:
+    before = {"a": frozenset({0, 1}), "b": frozenset({2, 3})}
+    after = {"a": frozenset({0}), "b": frozenset({2, 3}), "c": frozenset({1})}
+    scenarios.check_cooperative(before, after, {"a": {1}, "b": set()}, "c")
+    with pytest.raises(AssertionError, match="revoked"):  # eager: everything given up and taken back
+        scenarios.check_cooperative(before, after, {"a": {0, 1}, "b": {2, 3}}, "c")
+    swapped = {"a": frozenset({0, 2}), "b": frozenset({3}), "c": frozenset({1})}
+    with pytest.raises(AssertionError, match="a gained"):
+        scenarios.check_cooperative(before, swapped, {"a": {1}, "b": {2}}, "c")
+
+
+def test_consumed_run_check_wants_the_committed_start() -> None:
+    scenarios.check_consumed_run([[0, 10], [0, 11]], 2, 10)
+    with pytest.raises(AssertionError, match="10..11"):
+        scenarios.check_consumed_run([[0, 0], [0, 1]], 2, 10)  # the commit was lost: read from 0
+
+
+def test_parse_batches_reads_codec_count_and_crc() -> None:
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    data = b""
+    for codec in (scenarios.CODEC_IDS["gzip"], scenarios.CODEC_IDS["none"]):
+        builder = DefaultRecordBatchBuilder(magic=2, compression_type=codec, is_transactional=False,
+                                            producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                            batch_size=1 << 20)
+        for i in range(3):
+            builder.append(i, timestamp=None, key=b"k", value=b"v" * 100, headers=[])
+        data += bytes(builder.build())
+    gz, plain = scenarios.parse_batches(2, data + data[:30])  # a cut-off batch at the end is dropped
+    assert (gz.partition, gz.codec, gz.records, gz.magic, gz.crc_ok) == (2, 1, 3, 2, True)
+    assert (plain.codec, plain.records, plain.crc_ok) == (0, 3, True)
+    params = {"codec": "gzip", "messages": [{}] * 3}
+    scenarios.check_stored_codec(params, [gz])
+    with pytest.raises(AssertionError, match="not gzip"):
+        scenarios.check_stored_codec(params, [plain])
+    corrupt = bytearray(data)
+    corrupt[70] ^= 0xFF
+    with pytest.raises(AssertionError, match="crc_ok=False"):
+        scenarios.check_stored_codec(params, scenarios.parse_batches(0, bytes(corrupt))[:1])
+
+
+# --- kafkajs's codec plugins --------------------------------------------------------------------
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (JS_DIR / "node_modules" / "lz4js").is_dir(),
+                    reason="node or the kafkajs codec packages are not installed")
+def test_kafkajs_codecs_agree_with_the_reference_libraries() -> None:
+    """What codecs.js writes, liblz4 (strictly: every block decoded into a buffer of exactly its
+    size, which rejects a last match inside the final 12 bytes), zstd and snappy read; and what
+    they write (linked LZ4 blocks with checksums, streamed zstd, xerial snappy) codecs.js reads."""
+    import base64
+    import json
+    import random
+    import struct
+    import subprocess
+
+    import lz4.block
+    import lz4.frame
+    import snappy
+    import zstandard
+
+    rng = random.Random(7)
+    inputs = [b"", b"a", bytes(range(256)) * 3]
+    for size in (13, 100, 65535, 65536, 65537, 200_000):
+        inputs.append(bytes(rng.choice(b"abcab-0123") for _ in range(size)))
+        inputs.append(rng.randbytes(size))
+    script = """
+        const c = require('./codecs')
+        const chunks = []
+        process.stdin.on('data', d => chunks.push(d))
+        process.stdin.on('end', async () => {
+          const out = []
+          for (const t of JSON.parse(Buffer.concat(chunks))) {
+            const d = Buffer.from(t.data, 'base64')
+            const back = {}
+            for (const [name, codec] of [['lz4', c.lz4Codec], ['zstd', c.zstdCodec], ['snappy', c.snappyCodec()]]) {
+              back[name] = (await codec.decompress(Buffer.from(t[name], 'base64'))).toString('base64')
+            }
+            out.push({ lz4: (await c.lz4Codec.compress({ buffer: d })).toString('base64'),
+                       zstd: (await c.zstdCodec.compress({ buffer: d })).toString('base64'),
+                       snappy: Buffer.from(await c.snappyCodec().compress({ buffer: d })).toString('base64'),
+                       back })
+          }
+          process.stdout.write(JSON.stringify(out))
+        })
+    """
+
+    def xerial(data: bytes) -> bytes:
+        out = bytes([130, 83, 78, 65, 80, 80, 89, 0]) + struct.pack(">ii", 1, 1)
+        for i in range(0, len(data), 32768):
+            block = snappy.compress(data[i:i + 32768])
+            out += struct.pack(">i", len(block)) + block
+        return out
+
+    def streamed_zstd(data: bytes) -> bytes:
+        compressor = zstandard.ZstdCompressor().compressobj()
+        return compressor.compress(data) + compressor.flush()
+
+    request = [{"data": base64.b64encode(d).decode(),
+                "lz4": base64.b64encode(lz4.frame.compress(d, block_linked=True, block_checksum=True,
+                                                           content_checksum=True, store_size=True)).decode(),
+                "zstd": base64.b64encode(streamed_zstd(d)).decode(),
+                "snappy": base64.b64encode(xerial(d)).decode()} for d in inputs]
+    done = subprocess.run(["node", "-e", script], input=json.dumps(request).encode(), cwd=JS_DIR,
+                          capture_output=True, timeout=120, check=True)
+    for data, got in zip(inputs, json.loads(done.stdout), strict=True):
+        assert {k: base64.b64decode(v) for k, v in got["back"].items()} == dict.fromkeys(got["back"], data)
+        frame = base64.b64decode(got["lz4"])
+        assert lz4.frame.decompress(frame) == data
+        assert frame[4:6] == b"\x60\x40", "independent 64 KiB blocks, no checksums, as the Java client writes"
+        at, start = 7, 0
+        while (word := struct.unpack_from("<I", frame, at)[0]) != 0:
+            size, raw = word & 0x7FFFFFFF, word >> 31
+            block = frame[at + 4:at + 4 + size]
+            expected = data[start:start + 65536]
+            assert (block if raw else lz4.block.decompress(block, uncompressed_size=len(expected))) == expected
+            at, start = at + 4 + size, start + len(expected)
+        assert zstandard.ZstdDecompressor().decompress(base64.b64decode(got["zstd"])) == data
+        assert snappy.uncompress(base64.b64decode(got["snappy"])) == data

@@ -3,7 +3,8 @@
 #
 #   PyPI     kafka-python, confluent-kafka, aiokafka            -> .venv
 #   Debian   kcat                                               -> /usr/bin/kcat
-#   npm      kafkajs (pinned in compat-tests/js/package.json)   -> compat-tests/js/node_modules
+#   npm      kafkajs and its snappy, lz4 and zstd codecs (pure JS and wasm, no native build),
+#            pinned in compat-tests/js/package.json and -lock.json -> compat-tests/js/node_modules
 #   PyPI     the Apache Kafka Java client 3.9 and its codec jars, taken out of the wheel
 #            shigawire-apache-flink-libraries                  -> compat-tests/java/lib
 #   javac    compat-tests/java/JavaDriver.java                  -> compat-tests/java/build
@@ -56,16 +57,31 @@ else
     done_step "installed"
 fi
 
-# --- kafkajs from npm -----------------------------------------------------------------------------
+# --- kafkajs and its codecs from npm ----------------------------------------------------------------
 step "kafkajs"
-want_kafkajs=$(node -p "require('$JS_DIR/package.json').dependencies.kafkajs")
-have_kafkajs=$(node -p "try { require('$JS_DIR/node_modules/kafkajs/package.json').version } catch (e) { '' }")
-if [ "$want_kafkajs" = "$have_kafkajs" ]; then
-    done_step "already installed: kafkajs $have_kafkajs"
+# Every dependency of package.json at its pinned version, or the names of those that are not.
+js_deps_missing() {
+    node -e '
+        const dir = process.argv[1]
+        const want = require(dir + "/package.json").dependencies
+        const off = Object.entries(want).filter(([name, version]) => {
+            try { return require(dir + "/node_modules/" + name + "/package.json").version !== version } catch (e) { return true }
+        }).map(([name, version]) => name + "@" + version)
+        process.stdout.write(off.join(" "))
+    ' "$JS_DIR"
+}
+missing_js=$(js_deps_missing)
+if [ -z "$missing_js" ]; then
+    done_step "already installed: $(node -p "Object.entries(require('$JS_DIR/package.json').dependencies).map(([n, v]) => n + ' ' + v).join(', ')")"
 else
-    (cd "$JS_DIR" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; \
-        else npm install --no-audit --no-fund; fi)
-    done_step "installed kafkajs $want_kafkajs"
+    echo "   to install: $missing_js"
+    (cd "$JS_DIR" && npm ci --no-audit --no-fund)
+    missing_js=$(js_deps_missing)
+    if [ -n "$missing_js" ]; then
+        echo "npm ci left these out: $missing_js" >&2
+        exit 1
+    fi
+    done_step "installed"
 fi
 
 # --- Java client jars out of the PyPI wheel -------------------------------------------------------

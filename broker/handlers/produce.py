@@ -20,17 +20,25 @@ from storage.log import AppendRejected
 
 VALID_ACKS = (-1, 0, 1)
 ZSTD_PRODUCE_VERSION_MIN = 7  # KIP-110
+MAGIC_2_PRODUCE_VERSION_MIN = 3
 PartitionResponse = ProduceResponse.PartitionProduceResponse
 
 
-@route(ApiKey.PRODUCE, 3, 11)
+@route(ApiKey.PRODUCE, 0, 11)
 async def produce(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse | None:
+    """Produce v3+ (record batches, magic 2). Versions 0-2 are advertised, as Kafka 4.0 does
+    (KAFKA-18659: librdkafka before 2.10 compresses only when the broker lists Produce v0/v1),
+    and every partition of such a request is answered UNSUPPORTED_VERSION."""
     b = ctx.broker
     responses: list[ProduceResponse.TopicProduceResponse] = []
     durable_waits: list[tuple[PartitionState, int]] = []
     for td in req.topic_data:
         parts = []
         for pd in td.partition_data:
+            if ctx.api_version < MAGIC_2_PRODUCE_VERSION_MIN:
+                parts.append(_error(pd.index, ErrorCode.UNSUPPORTED_VERSION,
+                                    "produce v0-v2 (message format v0/v1) is not supported"))
+                continue
             if req.acks not in VALID_ACKS:
                 parts.append(_error(pd.index, ErrorCode.INVALID_REQUIRED_ACKS))
                 continue

@@ -1,7 +1,8 @@
 """aiokafka driver of the compatibility matrix; see common.py for the command-line contract.
 
-Consumers are assigned partitions by hand (group_id=None). aiokafka's admin client hands back the
-raw responses, so this driver checks their error codes itself.
+Consumers are assigned partitions by hand (group_id=None), except in ``group_member``: one member
+of a consumer group that the harness drives (see common.py). aiokafka's admin client hands back
+the raw responses, so this driver checks their error codes itself.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiokafka  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType  # noqa: E402
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor  # noqa: E402
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor  # noqa: E402
 from aiokafka.errors import OffsetOutOfRangeError  # noqa: E402
 
 from common import (  # noqa: E402
+    Counted,
+    MemberEvents,
     Params,
+    Unsupported,
     deadline_after,
     describe_error,
     encode,
@@ -258,6 +264,56 @@ async def missing_topic(bootstrap: str, params: Params) -> dict[str, Any]:
             "elapsed_ms": int((time.monotonic() - started) * 1000)}
 
 
+ASSIGNORS = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor}
+
+
+async def group_member(bootstrap: str, params: Params) -> dict[str, Any]:
+    if params.get("protocol", "classic") != "classic":
+        raise Unsupported("aiokafka has no group.protocol=consumer (KIP-848)")
+    if params.get("assignor") and params["assignor"] not in ASSIGNORS:
+        raise Unsupported(f"aiokafka has no {params['assignor']} assignor")
+    topic = params["topic"]
+    events = MemberEvents()
+    config: dict[str, Any] = dict(
+        group_id=params["group"], group_instance_id=params.get("instance_id"), enable_auto_commit=False,
+        session_timeout_ms=params["session_timeout_ms"], heartbeat_interval_ms=params["heartbeat_interval_ms"],
+        fetch_max_wait_ms=100,
+    )
+    if params.get("assignor"):
+        config["partition_assignment_strategy"] = (ASSIGNORS[params["assignor"]],)
+    consumer = _consumer(bootstrap, **config)
+
+    class Listener(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            events.revoked([tp.partition for tp in revoked if tp.topic == topic])
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            events.assigned([tp.partition for tp in assigned if tp.topic == topic])
+
+    counted = Counted(params.get("consume_count"))
+    report = params.get("report_records") or counted.limit is not None
+    try:
+        await consumer.start()
+        consumer.subscribe([topic], listener=Listener())
+        events.emit("started")
+        while not events.stop.is_set() and not counted.done:
+            batches = await consumer.getmany(timeout_ms=100)
+            taken = counted.take([(m.partition, m.offset) for batch in batches.values() for m in batch])
+            if taken and report:
+                events.emit("records", records=taken)
+        if counted.done:
+            offsets = counted.next_offsets()
+            await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+            events.emit("committed", offsets=offsets)
+    except Exception as exc:
+        events.emit("error", error=describe_error(exc))
+        raise
+    finally:
+        await consumer.stop()
+    events.emit("closed")
+    return {"consumed": len(counted.records)}
+
+
 ASYNC_HANDLERS = {
     "metadata": metadata,
     "admin": admin,
@@ -268,6 +324,7 @@ ASYNC_HANDLERS = {
     "offsets": offsets,
     "out_of_range": out_of_range,
     "missing_topic": missing_topic,
+    "group_member": group_member,
 }
 
 
@@ -278,6 +335,8 @@ STEP_TIMEOUT_S = 60.0
 
 def _sync(handler: Any) -> Any:
     async def bounded(bootstrap: str, params: Params) -> dict[str, Any]:
+        if handler is group_member:  # runs until the harness closes its stdin
+            return await handler(bootstrap, params)
         return await asyncio.wait_for(handler(bootstrap, params), STEP_TIMEOUT_S)
 
     return lambda bootstrap, params: asyncio.run(bounded(bootstrap, params))

@@ -20,6 +20,28 @@ Diagnostics go to stderr, never to stdout.
 
 Strings in messages are UTF-8 text; a record's key, value and header values are reported the
 same way (null for a null key or value).
+
+One scenario runs differently: ``group_member`` (run with ``--scenario``) is one member of a
+consumer group, kept alive by the harness, which runs several at once. Before its step line it
+prints *event* lines as things happen, ``{"event": NAME, "t_ms": MS_SINCE_START, ...}``:
+
+    started                                  the consumer subscribed
+    assigned  partitions, assignment         partitions added; assignment = all it now holds
+    revoked   partitions, assignment         partitions taken away (lost ones too)
+    records   records: [[partition, offset], ...]   what it consumed (with report_records or
+                                             consume_count)
+    committed offsets: {partition: offset}   after its commit (with consume_count)
+    error     error                          something failed; the member stops
+    closed                                   the consumer closed cleanly
+
+``assigned`` and ``revoked`` may carry ``generation`` when the client tells it. The member runs
+until its standard input reaches end of file (then it closes the consumer cleanly, which for a
+dynamic member sends LeaveGroup) or, with ``consume_count`` N, until it has consumed N records:
+it then commits the offset after the last of them, synchronously, and closes. Its params (see
+``scenarios.member_params``): ``topic``, ``group``, ``session_timeout_ms``,
+``heartbeat_interval_ms``, ``assignor`` (``range``, ``roundrobin``, ``cooperative-sticky`` or null
+for the client's default), ``instance_id`` (``group.instance.id``, null for a dynamic member),
+``protocol`` (``classic``, or ``consumer`` for KIP-848), ``report_records`` and ``consume_count``.
 """
 
 from __future__ import annotations
@@ -28,9 +50,10 @@ import argparse
 import hashlib
 import json
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # The bytes of the large message: this alphabet repeated, cut to the requested size. Every
@@ -88,6 +111,70 @@ def record_dict(*, partition: int, offset: int, key: bytes | None, value: bytes 
     }
 
 
+class MemberEvents:
+    """A group member's side channel: event lines on stdout and end of stdin as the stop signal."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self.assignment: set[int] = set()
+        threading.Thread(target=self._watch_stdin, daemon=True).start()
+
+    def _watch_stdin(self) -> None:
+        try:
+            while sys.stdin.buffer.read(65536):
+                pass
+        except (OSError, ValueError):
+            pass
+        self.stop.set()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = {"event": event, "t_ms": int((time.monotonic() - self.started) * 1000), **fields}
+        with self._lock:
+            print(json.dumps(line), flush=True)
+
+    def assigned(self, partitions: list[int], generation: int | None = None) -> None:
+        """Partitions added (eager clients hand over the whole new set, which is the same)."""
+        with self._lock:
+            self.assignment |= set(partitions)
+        extra = {} if generation is None else {"generation": generation}
+        self.emit("assigned", partitions=sorted(partitions), assignment=sorted(self.assignment), **extra)
+
+    def revoked(self, partitions: list[int], generation: int | None = None) -> None:
+        if not partitions:
+            return  # eager clients "revoke" nothing on their first join
+        with self._lock:
+            self.assignment -= set(partitions)
+        extra = {} if generation is None else {"generation": generation}
+        self.emit("revoked", partitions=sorted(partitions), assignment=sorted(self.assignment), **extra)
+
+
+class Counted:
+    """The first ``limit`` records a member consumes (all of them when limit is None)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.records: list[tuple[int, int]] = []
+
+    def take(self, records: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        room = len(records) if self.limit is None else max(0, self.limit - len(self.records))
+        kept = records[:room]
+        self.records += kept
+        return kept
+
+    @property
+    def done(self) -> bool:
+        return self.limit is not None and len(self.records) >= self.limit
+
+    def next_offsets(self) -> dict[int, int]:
+        """What to commit: the offset after the last record taken, per partition."""
+        out: dict[int, int] = {}
+        for partition, offset in self.records:
+            out[partition] = max(out.get(partition, 0), offset + 1)
+        return out
+
+
 def _parse_args(argv: list[str] | None) -> tuple[str, list[dict[str, Any]]]:
     parser = argparse.ArgumentParser(description="Run compatibility scenarios with one client.")
     parser.add_argument("--bootstrap", required=True, help="HOST:PORT of the broker")
@@ -104,7 +191,7 @@ def _parse_args(argv: list[str] | None) -> tuple[str, list[dict[str, Any]]]:
     return args.bootstrap, steps
 
 
-def main(client: str, client_version: str, handlers: dict[str, Handler],
+def main(client: str, client_version: str, handlers: Mapping[str, Handler],
          argv: list[str] | None = None) -> int:
     bootstrap, steps = _parse_args(argv)
     all_ok = True

@@ -1,7 +1,8 @@
 """confluent-kafka (librdkafka) driver of the compatibility matrix; see common.py for the contract.
 
 Consumers are assigned partitions by hand. librdkafka insists on a group.id for a consumer, so one
-is set, but with no subscription and no commits the group is never joined.
+is set, but with no subscription and no commits the group is never joined. ``group_member`` is
+the exception: one member of a consumer group that the harness drives (see common.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from confluent_kafka.admin import (  # noqa: E402
 )
 
 from common import (  # noqa: E402
+    Counted,
+    MemberEvents,
     Params,
     deadline_after,
     encode,
@@ -268,6 +271,65 @@ def missing_topic(bootstrap: str, params: Params) -> dict[str, Any]:
             "elapsed_ms": int((time.monotonic() - started) * 1000)}
 
 
+def group_member(bootstrap: str, params: Params) -> dict[str, Any]:
+    topic = params["topic"]
+    events = MemberEvents()
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap, "group.id": params["group"], "enable.auto.commit": False,
+        "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100,
+    }
+    if params.get("protocol", "classic") == "classic":
+        config.update({"session.timeout.ms": params["session_timeout_ms"],
+                       "heartbeat.interval.ms": params["heartbeat_interval_ms"]})
+        if params.get("assignor"):
+            config["partition.assignment.strategy"] = params["assignor"]
+    else:
+        # KIP-848: the broker assigns and keeps the timeouts; the client may not set them.
+        config["group.protocol"] = params["protocol"]
+    if params.get("instance_id"):
+        config["group.instance.id"] = params["instance_id"]
+    fatal: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        sys.stderr.write(f"librdkafka error: {err}\n")
+        if err.fatal() or err.code() in (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION):
+            fatal.append(str(err))
+
+    config["error_cb"] = on_error
+    consumer = Consumer(config)
+    # With a callback the library still does the (incremental) assign or unassign after it returns.
+    mine = lambda partitions: [tp.partition for tp in partitions if tp.topic == topic]  # noqa: E731
+    counted = Counted(params.get("consume_count"))
+    report = params.get("report_records") or counted.limit is not None
+    try:
+        consumer.subscribe([topic], on_assign=lambda c, ps: events.assigned(mine(ps)),
+                           on_revoke=lambda c, ps: events.revoked(mine(ps)),
+                           on_lost=lambda c, ps: events.revoked(mine(ps)))
+        events.emit("started")
+        while not events.stop.is_set() and not counted.done:
+            if fatal:
+                raise KafkaException(fatal[0])
+            msg = consumer.poll(0.1)
+            if msg is None:
+                continue
+            if msg.error():
+                raise KafkaException(msg.error())
+            taken = counted.take([(msg.partition(), msg.offset())])
+            if taken and report:
+                events.emit("records", records=taken)
+        if counted.done:
+            offsets = counted.next_offsets()
+            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+            events.emit("committed", offsets=offsets)
+    except Exception as exc:
+        events.emit("error", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        consumer.close()
+    events.emit("closed")
+    return {"consumed": len(counted.records)}
+
+
 HANDLERS = {
     "metadata": metadata,
     "admin": admin,
@@ -278,6 +340,7 @@ HANDLERS = {
     "offsets": offsets,
     "out_of_range": out_of_range,
     "missing_topic": missing_topic,
+    "group_member": group_member,
 }
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """kafka-python driver of the compatibility matrix; the command line is described in common.py.
 
-Consumers use manual assignment (no consumer group), so these scenarios need no group coordinator.
+Consumers use manual assignment (no consumer group) except in ``group_member``, one member of a
+consumer group that the harness drives (see common.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kafka  # noqa: E402
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic  # noqa: E402
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor  # noqa: E402
+from kafka.coordinator.assignors.range import RangePartitionAssignor  # noqa: E402
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor  # noqa: E402
 from kafka.errors import OffsetOutOfRangeError  # noqa: E402
+from kafka.structs import OffsetAndMetadata  # noqa: E402
 
 from common import (  # noqa: E402
+    Counted,
+    MemberEvents,
     Params,
+    Unsupported,
     deadline_after,
     describe_error,
     encode,
@@ -247,6 +255,62 @@ def missing_topic(bootstrap: str, params: Params) -> dict[str, Any]:
             "elapsed_ms": int((time.monotonic() - started) * 1000)}
 
 
+ASSIGNORS = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor,
+             "cooperative-sticky": CooperativeStickyAssignor}
+
+
+def group_member(bootstrap: str, params: Params) -> dict[str, Any]:
+    if params.get("protocol", "classic") != "classic":
+        raise Unsupported("kafka-python has no group.protocol=consumer (KIP-848)")
+    topic = params["topic"]
+    events = MemberEvents()
+    config: dict[str, Any] = dict(
+        group_id=params["group"], group_instance_id=params.get("instance_id"), enable_auto_commit=False,
+        session_timeout_ms=params["session_timeout_ms"], heartbeat_interval_ms=params["heartbeat_interval_ms"],
+        fetch_max_wait_ms=100,
+    )
+    if params.get("assignor"):
+        config["partition_assignment_strategy"] = (ASSIGNORS[params["assignor"]],)
+    consumer = _consumer(bootstrap, **config)
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            events.revoked([tp.partition for tp in revoked if tp.topic == topic])
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            events.assigned([tp.partition for tp in assigned if tp.topic == topic])
+
+        def on_partitions_lost(self, lost: Any) -> None:
+            events.revoked([tp.partition for tp in lost if tp.topic == topic])
+
+    counted = Counted(params.get("consume_count"))
+    report = params.get("report_records") or counted.limit is not None
+    try:
+        # Known before the first JoinGroup, the topic's partitions go into the first assignment.
+        # Otherwise kafka-python 3.0.12 assigns nothing, rejoins once the metadata arrives, and
+        # if a poll times out during that rejoin it never applies the assignment it then gets
+        # (the leader's new metadata snapshot hides the pending rejoin).
+        consumer.partitions_for_topic(topic)
+        consumer.subscribe([topic], listener=Listener())
+        events.emit("started")
+        while not events.stop.is_set() and not counted.done:
+            batches = consumer.poll(timeout_ms=100)
+            taken = counted.take([(m.partition, m.offset) for batch in batches.values() for m in batch])
+            if taken and report:
+                events.emit("records", records=taken)
+        if counted.done:
+            offsets = counted.next_offsets()
+            consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()})
+            events.emit("committed", offsets=offsets)
+    except Exception as exc:
+        events.emit("error", error=describe_error(exc))
+        raise
+    finally:
+        consumer.close(autocommit=False)
+    events.emit("closed")
+    return {"consumed": len(counted.records)}
+
+
 HANDLERS = {
     "metadata": metadata,
     "admin": admin,
@@ -257,6 +321,7 @@ HANDLERS = {
     "offsets": offsets,
     "out_of_range": out_of_range,
     "missing_topic": missing_topic,
+    "group_member": group_member,
 }
 
 if __name__ == "__main__":

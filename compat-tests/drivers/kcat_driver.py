@@ -4,6 +4,11 @@ kcat has no admin commands (the admin scenario is N/A) and reports no per-record
 when producing, so ``produced`` is absent from its results. kcat sets headers per run, not per
 record: messages are produced in runs of equal headers, in order.
 
+``group_member`` runs kcat's balanced consumer, ``kcat -G GROUP TOPIC``, and reads its assignments
+from the rebalance lines kcat writes on stderr. kcat cannot commit a chosen offset; with
+``consume_count`` N it runs ``-c N`` with auto-commit on, so closing commits the offset after
+the last record it handed out, which is the same thing.
+
 Debian's kcat links the system librdkafka (2.0.2 on bookworm). With
 ``TRAFKA_COMPAT_KCAT_LIBRDKAFKA=bundled`` it runs against the newer librdkafka inside the
 confluent-kafka wheel instead (useful only against a broker that librdkafka 2.0.2 cannot parse).
@@ -15,9 +20,11 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from itertools import groupby
 from pathlib import Path
@@ -25,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Params, main, pattern_bytes, sha256_hex  # noqa: E402
+from common import Counted, MemberEvents, Params, Unsupported, main, pattern_bytes, sha256_hex  # noqa: E402
 
 KCAT = os.environ.get("KCAT", "kcat")
 TIMEOUT_S = 20.0
@@ -213,6 +220,81 @@ def missing_topic(bootstrap: str, params: Params) -> dict[str, Any]:
             "exit_code": done.returncode, "elapsed_ms": int((time.monotonic() - started) * 1000)}
 
 
+# Eager:       "% Group G rebalanced (memberid M): assigned: t [0], t [1]" (or "revoked: ...")
+# Cooperative: "% Group G rebalanced: incremental assignment of 2 partition(s) (memberid M,
+#               COOPERATIVE rebalance protocol): t [0], t [1]" (or "incremental revoke of ...")
+REBALANCE_LINE = re.compile(r"^% Group \S+ rebalanced(?: \(memberid [^)]*\))?: (assigned|revoked|lost|"
+                            r"incremental assignment|incremental revoke)?(.*)$")
+PARTITION = re.compile(r"(\S+) \[(\d+)\]")
+
+
+def group_member(bootstrap: str, params: Params) -> dict[str, Any]:
+    if params.get("protocol", "classic") != "classic":
+        raise Unsupported("kcat's librdkafka has no group.protocol=consumer (KIP-848)")
+    topic = params["topic"]
+    count = params.get("consume_count")
+    events = MemberEvents()
+    argv = [KCAT, "-b", bootstrap, "-G", params["group"], "-J", "-u",
+            "-X", f"session.timeout.ms={params['session_timeout_ms']}",
+            "-X", f"heartbeat.interval.ms={params['heartbeat_interval_ms']}",
+            "-X", "auto.offset.reset=earliest", "-X", "fetch.wait.max.ms=100",
+            "-X", f"enable.auto.commit={'true' if count else 'false'}"]
+    if params.get("assignor"):
+        argv += ["-X", f"partition.assignment.strategy={params['assignor']}"]
+    if params.get("instance_id"):
+        argv += ["-X", f"group.instance.id={params['instance_id']}"]
+    if count:
+        argv += ["-c", str(count)]
+    proc = subprocess.Popen([*argv, topic], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=ENV)
+    counted = Counted(count)
+    report = params.get("report_records") or count is not None
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            sys.stderr.write(line + "\n")
+            match = REBALANCE_LINE.match(line)
+            if match is None:
+                continue
+            what, listed = match.groups()
+            partitions = [int(p) for t, p in PARTITION.findall(listed) if t == topic]
+            if what in ("assigned", "incremental assignment"):
+                events.assigned(partitions)
+            elif what in ("revoked", "lost", "incremental revoke"):
+                events.revoked(partitions)
+            else:
+                events.emit("error", error=line)
+
+    def stop_on_eof() -> None:
+        events.stop.wait()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # kcat closes its consumer (LeaveGroup) and exits
+
+    stderr_reader = threading.Thread(target=read_stderr, daemon=True)
+    stderr_reader.start()
+    threading.Thread(target=stop_on_eof, daemon=True).start()
+    events.emit("started")
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        if not raw.startswith(b"{"):
+            continue
+        record = json.loads(raw)
+        taken = counted.take([(record["partition"], record["offset"])])
+        if taken and report:
+            events.emit("records", records=taken)
+    code = proc.wait()
+    stderr_reader.join(timeout=5)
+    if code != 0 and not events.stop.is_set():
+        events.emit("error", error=f"kcat exited with {code}")
+        raise RuntimeError(f"kcat exited with {code}")
+    if counted.done:
+        events.emit("committed", offsets=counted.next_offsets())  # by auto-commit when kcat closed
+    events.emit("closed")
+    return {"consumed": len(counted.records)}
+
+
 HANDLERS = {
     "metadata": metadata,
     "produce_consume": produce_consume,
@@ -222,6 +304,7 @@ HANDLERS = {
     "offsets": offsets,
     "out_of_range": out_of_range,
     "missing_topic": missing_topic,
+    "group_member": group_member,
 }
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 //   java -cp build:lib/* JavaDriver --bootstrap HOST:PORT --plan PLAN.json
 //   java -cp build:lib/* JavaDriver --bootstrap HOST:PORT --scenario NAME [--params JSON]
 // One JSON line per step on stdout. A plan runs several scenarios in one JVM, which is most of
-// what keeps the matrix fast. Consumers are assigned partitions by hand (no group.id). Producers
+// what keeps the matrix fast. Consumers are assigned partitions by hand (no group.id), except in
+// group_member: one member of a consumer group that the harness drives, printing event lines
+// (drivers/common.py gives that contract) until its stdin ends. Producers
 // turn idempotence off unless a step asks for it (the client's default is on), so that only the
 // idempotent scenario depends on InitProducerId.
 //
@@ -12,6 +14,7 @@
 // live at the bottom of this file.
 
 import java.io.FileDescriptor;
+import java.io.IOException;
 import java.io.FileOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -26,7 +29,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.TreeSet;
 import java.util.UUID;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
@@ -37,10 +42,15 @@ import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
 import org.apache.kafka.clients.consumer.OffsetOutOfRangeException;
+import org.apache.kafka.clients.consumer.RangeAssignor;
+import org.apache.kafka.clients.consumer.RoundRobinAssignor;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -106,6 +116,7 @@ public final class JavaDriver {
         handlers.put("offsets", JavaDriver::offsets);
         handlers.put("out_of_range", JavaDriver::outOfRange);
         handlers.put("missing_topic", JavaDriver::missingTopic);
+        handlers.put("group_member", JavaDriver::groupMember);
 
         boolean allOk = true;
         for (Object raw : steps) {
@@ -476,6 +487,131 @@ public final class JavaDriver {
         out.put("delivered", error == null);
         out.put("error", error == null ? Json.NULL : error);
         out.put("elapsed_ms", System.currentTimeMillis() - started);
+        return out;
+    }
+
+    /** A group member's event lines; the harness reads them as the assignment changes. */
+    static final class Events {
+        private final long started = System.nanoTime();
+        final TreeSet<Integer> held = new TreeSet<>();
+
+        synchronized void emit(String event, Map<String, Object> fields) {
+            Map<String, Object> line = new LinkedHashMap<>();
+            line.put("event", event);
+            line.put("t_ms", (System.nanoTime() - started) / 1_000_000);
+            line.putAll(fields);
+            OUT.println(Json.write(line));
+            OUT.flush();
+        }
+
+        void change(String event, List<Integer> partitions, int generation) {
+            if (event.equals("revoked") && partitions.isEmpty()) return;  // eager: nothing yet to give up
+            if (event.equals("assigned")) held.addAll(partitions); else held.removeAll(partitions);
+            Map<String, Object> fields = new LinkedHashMap<>();
+            fields.put("partitions", new ArrayList<>(new TreeSet<>(partitions)));
+            fields.put("assignment", new ArrayList<>(held));
+            if (generation >= 0) fields.put("generation", generation);
+            emit(event, fields);
+        }
+    }
+
+    static Map<String, Object> groupMember(String bootstrap, Map<String, Object> params) throws Exception {
+        String topic = (String) params.get("topic");
+        Events events = new Events();
+        AtomicBoolean stop = new AtomicBoolean(false);
+        Thread stdin = new Thread(() -> {
+            byte[] buffer = new byte[4096];
+            try {
+                while (System.in.read(buffer) >= 0) { /* the harness only ever closes it */ }
+            } catch (IOException e) {
+                // a closed stdin means the same
+            }
+            stop.set(true);
+        });
+        stdin.setDaemon(true);
+        stdin.start();
+
+        Map<String, Object> extra = new HashMap<>();
+        extra.put(ConsumerConfig.GROUP_ID_CONFIG, params.get("group"));
+        String protocol = params.get("protocol") == null ? "classic" : (String) params.get("protocol");
+        if (protocol.equals("classic")) {
+            extra.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, asInt(params.get("session_timeout_ms")));
+            extra.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, asInt(params.get("heartbeat_interval_ms")));
+            Object assignor = params.get("assignor");
+            if (assignor != null) {
+                Map<String, String> classes = Map.of("range", RangeAssignor.class.getName(),
+                        "roundrobin", RoundRobinAssignor.class.getName(),
+                        "cooperative-sticky", CooperativeStickyAssignor.class.getName());
+                extra.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, classes.get((String) assignor));
+            }
+        } else {
+            // KIP-848: the broker assigns and owns the timeouts; the client refuses those settings.
+            extra.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
+        }
+        if (params.get("instance_id") != null) extra.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, params.get("instance_id"));
+        Integer limit = params.get("consume_count") == null ? null : asInt(params.get("consume_count"));
+        boolean report = Boolean.TRUE.equals(params.get("report_records")) || limit != null;
+        List<long[]> taken = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = consumer(bootstrap, extra)) {
+            ConsumerRebalanceListener listener = new ConsumerRebalanceListener() {
+                int generation() {
+                    try {
+                        return consumer.groupMetadata().generationId();
+                    } catch (RuntimeException e) {
+                        return -1;
+                    }
+                }
+
+                List<Integer> mine(Collection<TopicPartition> partitions) {
+                    List<Integer> out = new ArrayList<>();
+                    for (TopicPartition tp : partitions) if (tp.topic().equals(topic)) out.add(tp.partition());
+                    return out;
+                }
+
+                @Override public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+                    events.change("revoked", mine(partitions), generation());
+                }
+
+                @Override public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                    events.change("assigned", mine(partitions), generation());
+                }
+
+                @Override public void onPartitionsLost(Collection<TopicPartition> partitions) {
+                    events.change("revoked", mine(partitions), generation());
+                }
+            };
+            try {
+                consumer.subscribe(List.of(topic), listener);
+                events.emit("started", Map.of());
+                while (!stop.get() && (limit == null || taken.size() < limit)) {
+                    List<Object> records = new ArrayList<>();
+                    for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(100))) {
+                        if (limit != null && taken.size() >= limit) break;
+                        taken.add(new long[] {r.partition(), r.offset()});
+                        records.add(List.of(r.partition(), r.offset()));
+                    }
+                    if (report && !records.isEmpty()) events.emit("records", Map.of("records", records));
+                }
+                if (limit != null && taken.size() >= limit) {
+                    Map<TopicPartition, OffsetAndMetadata> commit = new HashMap<>();
+                    Map<String, Object> next = new LinkedHashMap<>();
+                    for (long[] t : taken) {
+                        long offset = Math.max(t[1] + 1, next.containsKey(String.valueOf(t[0]))
+                                ? (Long) next.get(String.valueOf(t[0])) : 0L);
+                        next.put(String.valueOf(t[0]), offset);
+                        commit.put(new TopicPartition(topic, (int) t[0]), new OffsetAndMetadata(offset));
+                    }
+                    consumer.commitSync(commit);
+                    events.emit("committed", Map.of("offsets", next));
+                }
+            } catch (Exception e) {
+                events.emit("error", Map.of("error", describe(e)));
+                throw e;
+            }
+        }
+        events.emit("closed", Map.of());
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("consumed", taken.size());
         return out;
     }
 

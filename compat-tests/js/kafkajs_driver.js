@@ -15,7 +15,7 @@
 // - it decodes headers into an object, so repeated header names come back grouped by name;
 // - with no consumer reset policy "none", OFFSET_OUT_OF_RANGE is seen through kafkajs's log line
 //   "Offset out of range, resetting to default offset";
-// - it ships gzip only (snappy, lz4 and zstd need plugins: "unsupported");
+// - it ships gzip only: snappy, lz4 and zstd come from codecs.js (npm packages, pure JS or wasm);
 // - for a time after the last record, Kafka answers -1 and kafkajs returns the high watermark
 //   instead; the driver maps that back to null.
 'use strict'
@@ -28,10 +28,20 @@ const {
   Kafka,
   logLevel,
   CompressionTypes,
+  CompressionCodecs,
   ConfigResourceTypes,
   Partitioners,
 } = require('kafkajs')
 const kafkajsVersion = require('kafkajs/package.json').version
+const codecs = require('./codecs')
+
+codecs.register(CompressionTypes, CompressionCodecs)
+const CODECS = {
+  gzip: CompressionTypes.GZIP,
+  snappy: CompressionTypes.Snappy,
+  lz4: CompressionTypes.LZ4,
+  zstd: CompressionTypes.ZSTD
+}
 
 const PATTERN = Buffer.from('abcdefghijklmnopqrstuvwxyz')
 const LARGE_LIMIT_BYTES = 4 * 1024 * 1024
@@ -177,9 +187,8 @@ async function adminScenario (bootstrap, params) {
 }
 
 async function produce (bootstrap, params) {
-  const codecs = { gzip: CompressionTypes.GZIP }
-  if (params.codec && !(params.codec in codecs)) {
-    throw new Unsupported(`kafkajs has no built-in ${params.codec} codec`)
+  if (params.codec && !(params.codec in CODECS)) {
+    throw new Unsupported(`kafkajs has no ${params.codec} codec`)
   }
   const producer = kafkaFor(bootstrap).producer({
     allowAutoTopicCreation: false,
@@ -200,7 +209,7 @@ async function produce (bootstrap, params) {
       topic: params.topic,
       messages,
       acks: -1,
-      compression: params.codec ? codecs[params.codec] : CompressionTypes.None
+      compression: params.codec ? CODECS[params.codec] : CompressionTypes.None
     })
     // Per-record positions: the producer's partitioner, then each partition's base offset.
     const partitioner = Partitioners.DefaultPartitioner()
@@ -394,6 +403,90 @@ async function missingTopic (bootstrap, params) {
   return { delivered: error === null, error, elapsed_ms: Date.now() - started }
 }
 
+// One member of a consumer group that the harness drives (drivers/common.py gives the contract):
+// event lines as the assignment changes, until stdin ends (then a clean disconnect, which sends
+// LeaveGroup) or, with consume_count, until that many records are consumed and committed.
+// kafkajs rebalances eagerly: it gives up everything before it rejoins (the REBALANCING event)
+// and GROUP_JOIN carries the whole new assignment.
+async function groupMember (bootstrap, params) {
+  if ((params.protocol || 'classic') !== 'classic') throw new Unsupported('kafkajs has no group.protocol=consumer (KIP-848)')
+  if (params.instance_id) throw new Unsupported('kafkajs has no static membership (group.instance.id)')
+  if (params.assignor && params.assignor !== 'roundrobin') throw new Unsupported(`kafkajs has no ${params.assignor} assigner`)
+  const { topic } = params
+  const started = Date.now()
+  const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, t_ms: Date.now() - started, ...fields }) + '\n')
+  let held = new Set()
+  const sorted = set => [...set].sort((a, b) => a - b)
+  const revoke = partitions => {
+    if (partitions.length === 0) return
+    for (const p of partitions) held.delete(p)
+    emit('revoked', { partitions: sorted(partitions), assignment: sorted(held) })
+  }
+  const stdinEnded = new Promise(resolve => {
+    process.stdin.on('end', resolve)
+    process.stdin.on('error', resolve)
+    process.stdin.resume()
+  })
+  const limit = params.consume_count === null || params.consume_count === undefined ? null : params.consume_count
+  const report = Boolean(params.report_records) || limit !== null
+  const taken = []
+  let countReached
+  const done = new Promise(resolve => { countReached = resolve })
+  let crash = null
+  let crashed
+  const crashedPromise = new Promise(resolve => { crashed = resolve })
+
+  const consumer = kafkaFor(bootstrap).consumer({
+    groupId: params.group,
+    sessionTimeout: params.session_timeout_ms,
+    heartbeatInterval: params.heartbeat_interval_ms,
+    maxWaitTimeInMs: 100
+  })
+  consumer.on(consumer.events.REBALANCING, () => revoke([...held]))
+  consumer.on(consumer.events.GROUP_JOIN, event => {
+    const now = new Set(event.payload.memberAssignment[topic] || [])
+    revoke([...held].filter(p => !now.has(p)))
+    const added = [...now].filter(p => !held.has(p))
+    held = now
+    emit('assigned', { partitions: sorted(added), assignment: sorted(held) })
+  })
+  consumer.on(consumer.events.CRASH, event => {
+    crash = event.payload.error
+    crashed()
+  })
+  try {
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        if (limit !== null && taken.length >= limit) return
+        const record = [partition, Number(message.offset)]
+        taken.push(record)
+        if (report) emit('records', { records: [record] })
+        if (limit !== null && taken.length >= limit) countReached()
+      }
+    })
+    emit('started')
+    await Promise.race([stdinEnded, done, crashedPromise])
+    if (crash !== null) throw crash
+    if (limit !== null && taken.length >= limit) {
+      const next = {}
+      for (const [p, o] of taken) next[p] = Math.max(next[p] || 0, o + 1)
+      await consumer.commitOffsets(Object.entries(next).map(([p, o]) => ({ topic, partition: Number(p), offset: String(o) })))
+      emit('committed', { offsets: next })
+    }
+  } catch (e) {
+    emit('error', { error: `${e.name}: ${e.message}` })
+    throw e
+  } finally {
+    await consumer.disconnect()
+  }
+  revoke([...held])
+  emit('closed')
+  return { consumed: taken.length }
+}
+
 class Unsupported extends Error {}
 
 const HANDLERS = {
@@ -405,7 +498,8 @@ const HANDLERS = {
   large_message: largeMessage,
   offsets,
   out_of_range: outOfRange,
-  missing_topic: missingTopic
+  missing_topic: missingTopic,
+  group_member: groupMember
 }
 
 function parseArgs (argv) {
