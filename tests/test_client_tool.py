@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -72,9 +71,9 @@ from protocol.messages.metadata import MetadataRequest, MetadataResponse
 from protocol.messages.request_header import RequestHeader
 from protocol.primitives import I32
 from protocol.records import Compression, NewRecord, TimestampType
+from tests.broker_process import BrokerProcess, running_broker
 
 ROOT = Path(__file__).resolve().parents[1]
-BROKER_START_S = 20.0
 CLI_TIMEOUT_S = 30.0
 
 ApiVersion = ApiVersionsResponse.ApiVersion
@@ -345,46 +344,10 @@ async def test_a_cancelled_caller_leaves_the_connection_usable(autojump_clock: t
 # --- a real broker -------------------------------------------------------------------------------
 
 
-@dataclass
-class BrokerProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_dir: Path
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    base = tmp_path_factory.mktemp("broker")
-    log_dir = base / "data"
-    out_path, err_path = base / "stdout", base / "stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "serve", "--override", "listeners=PLAINTEXT://127.0.0.1:0",
-             "--override", f"log.dirs={log_dir}", "--override", "node.id=1"],
-            cwd=ROOT, stdout=out, stderr=err)
-    try:
-        deadline = time.monotonic() + BROKER_START_S
-        port = None
-        while port is None:
-            m = re.search(rb"trafka: listening on 127\.0\.0\.1:(\d+)", out_path.read_bytes())
-            if m:
-                port = int(m.group(1))
-            elif proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"broker did not start:\n{err_path.read_text(errors='replace')[-3000:]}")
-            else:
-                time.sleep(0.02)
-        yield BrokerProcess(proc, port, log_dir)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_broker(tmp_path_factory.mktemp("broker"), (), check_log=False) as b:
+        yield b
 
 
 FIXED_NOW_MS = 1_700_000_000_000

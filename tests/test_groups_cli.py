@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import datetime
 import io
-import re
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,9 +40,9 @@ from broker.client import ClientConfig, NewTopic, decode_consumer_assignment, op
 from protocol.errors import ProtocolError
 from protocol.messages.consumer_protocol_assignment import ConsumerProtocolAssignment
 from protocol.records import NewRecord
+from tests.broker_process import BrokerProcess, running_broker
 
 ROOT = Path(__file__).resolve().parents[1]
-BROKER_START_S = 20.0
 CLI_TIMEOUT_S = 30.0
 CONSUMER_WAIT_S = 15.0
 
@@ -80,45 +77,10 @@ def test_consumer_assignments_decode_and_newer_versions_read_as_ours() -> None:
 # --- a real broker -------------------------------------------------------------------------------
 
 
-@dataclass
-class BrokerProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    base = tmp_path_factory.mktemp("groups-broker")
-    out_path, err_path = base / "stdout", base / "stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "serve", "--override", "listeners=PLAINTEXT://127.0.0.1:0",
-             "--override", f"log.dirs={base / 'data'}", "--override", "node.id=1",
-             "--override", "group.initial.rebalance.delay.ms=0", "--override", "offsets.topic.num.partitions=3"],
-            cwd=ROOT, stdout=out, stderr=err)
-    try:
-        deadline = time.monotonic() + BROKER_START_S
-        port = None
-        while port is None:
-            m = re.search(rb"trafka: listening on 127\.0\.0\.1:(\d+)", out_path.read_bytes())
-            if m:
-                port = int(m.group(1))
-            elif proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"broker did not start:\n{err_path.read_text(errors='replace')[-3000:]}")
-            else:
-                time.sleep(0.02)
-        yield BrokerProcess(proc, port)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_broker(tmp_path_factory.mktemp("groups-broker"), ('group.initial.rebalance.delay.ms=0', 'offsets.topic.num.partitions=3'), check_log=False) as b:
+        yield b
 
 
 def cli(*args: str) -> tuple[int, str, str]:

@@ -13,15 +13,11 @@ Then the split with two Apache Kafka Java 3.9 consumers, when a JDK and the clie
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,57 +25,19 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from tests.broker_process import BrokerProcess, running_broker
+
 ROOT = Path(__file__).resolve().parents[2]
 JAVA_LIB = ROOT / "compat-tests" / "java" / "lib"
-BROKER_START_S = 20.0
 SETTLE_S = 30.0
 RECORDS = 400
 PARTITIONS = 4
 
 
-@dataclass
-class BrokerProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    base = tmp_path_factory.mktemp("cg-broker")
-    out_path, err_path = base / "stdout", base / "stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "serve", "--override", "listeners=PLAINTEXT://127.0.0.1:0",
-             "--override", f"log.dirs={base / 'data'}", "--override", "node.id=1",
-             "--override", "group.consumer.heartbeat.interval.ms=500",
-             "--override", "group.consumer.min.heartbeat.interval.ms=500"],
-            cwd=ROOT, stdout=out, stderr=err)
-    try:
-        deadline = time.monotonic() + BROKER_START_S
-        port = None
-        while port is None:
-            m = re.search(rb"trafka: listening on 127\.0\.0\.1:(\d+)", out_path.read_bytes())
-            if m:
-                port = int(m.group(1))
-            elif proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"broker did not start:\n{err_path.read_text(errors='replace')[-3000:]}")
-            else:
-                time.sleep(0.02)
-        yield BrokerProcess(proc, port)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        errors = [line for line in err_path.read_text(errors="replace").splitlines()
-                  if " ERROR " in line or "Traceback" in line]
-        assert errors == [], "\n".join(errors[-20:])
+    with running_broker(tmp_path_factory.mktemp("cg-broker"), ('group.consumer.heartbeat.interval.ms=500', 'group.consumer.min.heartbeat.interval.ms=500'), check_log=True) as b:
+        yield b
 
 
 def create_topic(bootstrap: str, name: str) -> None:
