@@ -49,7 +49,11 @@ class FrameDecoder:
         return size
 
     def next_frame(self) -> memoryview | None:
-        """The next whole frame (without its size prefix), or None until more data arrives."""
+        """The next whole frame (without its size prefix), or None until more data arrives.
+
+        The frame is a writable buffer of its own, so the broker can stamp offsets into a
+        produced batch where it lies instead of copying the records once more.
+        """
         size = self.pending_frame_bytes()
         if size is None:
             return None
@@ -57,7 +61,7 @@ class FrameDecoder:
         end = begin + size
         if end > len(self._buf):
             return None
-        frame = bytes(memoryview(self._buf)[begin:end])  # one copy, not a slice and a copy
+        frame = bytearray(memoryview(self._buf)[begin:end])  # one copy, not a slice and a copy
         self._start = end
         if self._start == len(self._buf):
             self._buf.clear()
