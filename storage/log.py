@@ -44,7 +44,6 @@ from protocol.error_codes import ErrorCode
 from protocol.records import (
     BATCH_OVERHEAD_BYTES,
     BatchError,
-    BatchErrorKind,
     RecordBatchView,
     iter_batches,
 )
@@ -69,14 +68,6 @@ EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 MAX_TIMESTAMP = -3
 NO_TIMESTAMP = -1
-
-_BATCH_ERROR_CODES = {
-    BatchErrorKind.CORRUPT: ErrorCode.CORRUPT_MESSAGE,
-    BatchErrorKind.INVALID: ErrorCode.INVALID_RECORD,
-    # Kafka's produce path refuses magic 0 and 1 with INVALID_RECORD ("... only allowed to contain
-    # record batches with magic version 2"), not UNSUPPORTED_VERSION.
-    BatchErrorKind.OLD_MAGIC: ErrorCode.INVALID_RECORD,
-}
 
 # The header fields an append needs, in one unpack: batch_length (at 8), last_offset_delta (at
 # 23), max_timestamp (at 35). And the rewrite of base_offset (0) and partition_leader_epoch (12)
@@ -554,7 +545,7 @@ class PartitionLog:
                 views.append(v)
         except BatchError as e:
             return views, AppendRejected(
-                error=_BATCH_ERROR_CODES[e.kind], message=str(e), batch_index=len(views)
+                error=e.kind.error_code, message=str(e), batch_index=len(views)
             )
         if it.trailing_bytes:
             return views, AppendRejected(
