@@ -11,6 +11,7 @@ Clock and randomness are injected (``now_ms``, ``rng``), so tests can drive time
 
 from __future__ import annotations
 
+import base64
 import posixpath
 import random
 import uuid
@@ -31,11 +32,12 @@ from broker.producer_state import (
 from broker.topics import Topic, TopicStore
 from protocol.error_codes import ErrorCode
 from protocol.records import iter_batches
+from storage.checkpoint import read_properties
 from storage.config import LogConfig
 from storage.fs import FileSystem, read_whole, write_atomically
 from storage.group_commit import GroupCommitter
 from storage.log import PartitionLog
-from storage.manager import LogManager
+from storage.manager import META_PROPERTIES, LogManager
 
 if TYPE_CHECKING:
     from broker.groups import GroupService
@@ -128,10 +130,7 @@ class Broker:
 
     def _cluster_id(self) -> str:
         assert self.logs is not None
-        from storage.checkpoint import read_properties
-        from storage.manager import META_PROPERTIES
-
-        path = self.logs._path(META_PROPERTIES)
+        path = posixpath.join(self.log_dir, META_PROPERTIES)
         if self.fs.exists(path):
             cluster_id = read_properties(self.fs, path).get("cluster.id", "")
         else:
@@ -298,6 +297,4 @@ class Broker:
 
 
 def _base64_uuid(u: uuid.UUID) -> str:
-    import base64
-
     return base64.urlsafe_b64encode(u.bytes).decode().rstrip("=")
