@@ -13,11 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tools.bench.broker import FIGURES
-
-pytest.importorskip("confluent_kafka")
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_RUN_S_MAX = 120  # it takes under 20 s; the margin is for a loaded CI machine
