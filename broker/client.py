@@ -621,7 +621,8 @@ def _os_reason(e: OSError) -> str:
     return e.strerror.lower() if e.strerror else str(e)
 
 
-async def _connect(host: str, port: int, nursery: trio.Nursery, config: ConnectionConfig) -> Connection:
+async def connect(host: str, port: int, nursery: trio.Nursery, config: ConnectionConfig) -> Connection:
+    """A negotiated connection whose reader runs in ``nursery``; ``ConnectionFailed`` if none."""
     peer = f"{host}:{port}"
     try:
         with trio.fail_after(config.connect_timeout_ms / 1000):
@@ -647,7 +648,7 @@ async def open_connection(host: str, port: int, *,
     failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         try:
-            conn = await _connect(host, port, nursery, config)
+            conn = await connect(host, port, nursery, config)
             try:
                 yield conn
             finally:
@@ -1073,7 +1074,7 @@ class Client:
         async with lock:
             conn = self._conns.get(addr)
             if conn is None or conn.closed:
-                conn = await _connect(host, port, self._nursery, self.config.connection)
+                conn = await connect(host, port, self._nursery, self.config.connection)
                 self._conns[addr] = conn
             return conn
 
