@@ -1,0 +1,1 @@
+"""The deterministic cluster simulator (``sim.core``) and the simulations built on it."""
