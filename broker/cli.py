@@ -4,7 +4,8 @@
 
 ``serve`` with no arguments runs a single node on 127.0.0.1:9092 with its data in
 ``./trafka-data``. Other subcommands (topics, produce, consume, dump-log) speak the Kafka protocol
-through the project's own client; see ``trafka --help``.
+through the project's own client; see ``trafka --help``. ``trafka bench ...`` is
+``python -m tools.bench ...``: the same arguments, the same output and exit code.
 """
 
 from __future__ import annotations
@@ -39,12 +40,17 @@ async def serve(config: BrokerConfig, *, ready: trio.Event | None = None) -> Non
     b = Broker(config, OsFileSystem(), now_ms=_wall_ms, rng=random.Random())
     b.open()
     try:
+        # A cluster node serves its controller listeners too (the quorum's and the controller's
+        # requests); a single node has no use for them.
         listeners = [Listener(lst.name, lst.host, lst.port) for lst in config.listeners
-                     if lst.name not in config.controller_listener_names]
+                     if b.cluster is not None or lst.name not in config.controller_listener_names]
         server = Server(b, listeners)
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(server.run)
             b.advertised_address = _advertised(config, bound)
+            if b.cluster is not None and b.replicas is not None:
+                await nursery.start(b.cluster.run)
+                await nursery.start(b.replicas.run)
             log.info("trafka node %d serving %s (cluster %s), data in %s", b.node_id,
                      ", ".join(f"{h}:{p}" for h, p in bound), b.cluster_id, b.log_dir)
             print(f"trafka: listening on {', '.join(f'{h}:{p}' for h, p in bound)}", flush=True)
@@ -73,6 +79,12 @@ def _advertised(config: BrokerConfig, bound: list[tuple[str, int]]) -> tuple[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_given = list(sys.argv[1:] if argv is None else argv)
+    if args_given[:1] == ["bench"]:
+        # Everything after the word goes to the benchmark runner untouched (its options are its own).
+        from tools.bench.__main__ import main as bench_main
+
+        return bench_main(args_given[1:])
     parser = argparse.ArgumentParser(prog="trafka", description="A Kafka-compatible broker.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run a broker")
@@ -83,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from broker import tool
 
     tool.add_commands(sub)
+    sub.add_parser("bench", add_help=False, help="run a benchmark: trafka bench {codec,storage,broker} [--quick] "
+                                                  "[options], as python -m tools.bench")
     args = parser.parse_args(argv)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

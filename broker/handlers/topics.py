@@ -1,8 +1,16 @@
-"""CreateTopics, DeleteTopics and CreatePartitions."""
+"""CreateTopics, DeleteTopics and CreatePartitions.
+
+CreateTopics makes each topic with ``Broker.create_topic_in_steps``: one partition at a time, the
+loop serving other requests in between, and the answer comes once the topic is durable and
+served. A topic being created is invisible; creating it again meanwhile is
+``TOPIC_ALREADY_EXISTS``, as it is in Kafka once the controller has the topic.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from typing import Any
 
 from broker.config import describe_topic_configs, normalise_topic_config, validate_topic_configs
 from broker.dispatch import RequestContext, route
@@ -13,6 +21,7 @@ from protocol.messages.create_partitions import CreatePartitionsRequest, CreateP
 from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
 
+_logger = logging.getLogger(__name__)
 PARTITIONS_MAX = 100_000  # per topic; a guard against a request that would exhaust the disk
 
 
@@ -20,6 +29,17 @@ PARTITIONS_MAX = 100_000  # per topic; a guard against a request that would exha
 async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse:
     b = ctx.broker
     version = ctx.api_version
+    if b.cluster is not None:
+        resp = await b.cluster.admin_call(req, lambda c: c.handle_create_topics(req, version=version),
+                                          lambda: _not_controller(CreateTopicsResponse, req, version),
+                                          api_version=version)
+        assert isinstance(resp, CreateTopicsResponse)
+        created = {r.name for r in resp.topics if r.error_code == ErrorCode.NONE}
+        if created and not req.validate_only:
+            # Answer once this broker serves the new topics, so the client's next request finds them.
+            await b.cluster.wait_for_image(lambda image: all(image.topic(n) is not None for n in created),
+                                           timeout_ms=max(req.timeout_ms, 0))
+        return resp
     results = []
     names = [t.name for t in req.topics]
     duplicated = {n for n in names if names.count(n) > 1}
@@ -33,7 +53,13 @@ async def create_topics(ctx: RequestContext, req: CreateTopicsRequest) -> Create
         partitions = t.num_partitions if t.num_partitions != -1 else b.config.num_partitions
         configs = {c.name: normalise_topic_config(c.name, c.value) for c in t.configs if c.value is not None}
         if not req.validate_only:
-            topic = b.create_topic(t.name, partitions, configs)
+            try:
+                topic = await b.create_topic_in_steps(t.name, partitions, configs)
+            except OSError as e:
+                _logger.error("creating topic %s failed: %s", t.name, e)
+                r.error_code = ErrorCode.KAFKA_STORAGE_ERROR
+                r.error_message = f"could not make the partitions of {t.name} on disk: {e}"
+                continue
             r.topic_id = topic.topic_id
         r.num_partitions = partitions
         r.replication_factor = 1
@@ -57,6 +83,8 @@ def _create_error(ctx: RequestContext, t: CreateTopicsRequest.CreatableTopic,
         return ErrorCode.INVALID_TOPIC_EXCEPTION, reason
     if b.topics.get(t.name) is not None:
         return ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {t.name} already exists"
+    if b.topics.is_reserved(t.name):
+        return ErrorCode.TOPIC_ALREADY_EXISTS, f"topic {t.name} is being created"
     other = b.topics.collides(t.name)
     if other is not None:
         return ErrorCode.INVALID_TOPIC_EXCEPTION, f"topic {t.name} collides with existing topic {other} ('.' and '_')"
@@ -93,6 +121,16 @@ def _create_error(ctx: RequestContext, t: CreateTopicsRequest.CreatableTopic,
 async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse:
     b = ctx.broker
     version = ctx.api_version
+    if b.cluster is not None:
+        resp = await b.cluster.admin_call(req, lambda c: c.handle_delete_topics(req, version=version),
+                                          lambda: _not_controller(DeleteTopicsResponse, req, version),
+                                          api_version=version)
+        assert isinstance(resp, DeleteTopicsResponse)
+        gone = {r.name for r in resp.responses if r.error_code == ErrorCode.NONE and r.name}
+        if gone:
+            await b.cluster.wait_for_image(lambda image: all(image.topic(n) is None for n in gone),
+                                           timeout_ms=max(req.timeout_ms, 0))
+        return resp
     wanted: list[tuple[str | None, object]] = []
     if version >= 6:
         wanted = [(t.name, t.topic_id) for t in req.topics]
@@ -119,6 +157,13 @@ async def delete_topics(ctx: RequestContext, req: DeleteTopicsRequest) -> Delete
 @route(ApiKey.CREATE_PARTITIONS, 0, 3)
 async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse:
     b = ctx.broker
+    if b.cluster is not None:
+        version = ctx.api_version
+        resp = await b.cluster.admin_call(req, lambda c: c.handle_create_partitions(req),
+                                          lambda: _not_controller(CreatePartitionsResponse, req, version),
+                                          api_version=version)
+        assert isinstance(resp, CreatePartitionsResponse)
+        return resp
     results = []
     seen: set[str] = set()
     for t in req.topics:
@@ -143,3 +188,17 @@ async def create_partitions(ctx: RequestContext, req: CreatePartitionsRequest) -
             b.add_partitions(t.name, t.count)
         seen.add(t.name)
     return CreatePartitionsResponse(throttle_time_ms=0, results=results)
+
+
+def _not_controller(cls: type[Any], req: Any, version: int) -> Any:
+    """The answer when no controller could be reached: NOT_CONTROLLER for every topic (a
+    retriable error: the client asks again)."""
+    if cls is CreateTopicsResponse:
+        return CreateTopicsResponse(topics=[CreateTopicsResponse.CreatableTopicResult(
+            name=t.name, error_code=ErrorCode.NOT_CONTROLLER) for t in req.topics])
+    if cls is DeleteTopicsResponse:
+        names = req.topic_names if version < 6 else [t.name for t in req.topics]
+        return DeleteTopicsResponse(responses=[DeleteTopicsResponse.DeletableTopicResult(
+            name=n, error_code=ErrorCode.NOT_CONTROLLER) for n in names])
+    return CreatePartitionsResponse(results=[CreatePartitionsResponse.CreatePartitionsTopicResult(
+        name=t.name, error_code=ErrorCode.NOT_CONTROLLER) for t in req.topics])
