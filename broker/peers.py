@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import trio
 
@@ -24,7 +25,7 @@ from protocol.errors import ProtocolError
 from protocol.message import Message
 
 RECONNECT_BACKOFF_MS_DEFAULT = 50  # Kafka's reconnect.backoff.ms
-R = Message
+R = TypeVar("R", bound=Message)
 
 
 class PeerUnavailable(Exception):

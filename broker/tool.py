@@ -6,6 +6,7 @@ consumer speaking the Kafka protocol through ``broker.client``, and an offline s
     trafka produce --topic T            lines from stdin become records
     trafka consume --topic T ...        records to stdout, one per line
     trafka dump-log SEGMENT.log         reads the files directly; no broker needed
+    trafka dev-cluster --nodes 3        N real nodes on this machine (broker.devcluster)
 
 Contract: ``run`` returns the exit code: 0 on success, 1 on an error (one line on stderr saying
 what went wrong: no broker reachable, topic exists, bad argument), 130 when interrupted. Output
@@ -179,10 +180,18 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--print-records", action="store_true", help="print each record's key, value and headers")
     p.add_argument("--index", action="store_true", help="also print the segment's .index and .timeindex entries")
 
+    from broker import devcluster
+
+    devcluster.add_command(sub)
+
 
 def run(args: argparse.Namespace) -> int:
     """Run one client subcommand; returns the exit code."""
     try:
+        if args.command == "dev-cluster":
+            from broker import devcluster
+
+            return devcluster.run(args)
         if args.command == "dump-log":
             return dump_log(args.file, sys.stdout, print_records=args.print_records, with_index=args.index)
         if args.command == "topics":

@@ -17,14 +17,18 @@ from dataclasses import dataclass
 
 import trio
 
+from broker.core import PartitionState
 from broker.dispatch import RequestContext, route
 from broker.fetch_session import ContextKind, PartitionToFetch, error_partition_data
 from broker.handlers.common import leader_epoch_error
 from protocol.error_codes import ErrorCode
 from protocol.messages import ApiKey
 from protocol.messages.fetch import FetchRequest, FetchResponse
+from replication.raft import METADATA_TOPIC, METADATA_TOPIC_ID
+from replication.replica_wire import partition_data_from_response, replica_fetch_from_request, replica_id_of
 from storage.log import FileSlice
 
+TOPIC_ID_FETCH_VERSION_MIN = 13
 FETCH_WAIT_MS_MAX = 60_000  # no client waits longer; bounds what a request can hold on to
 
 
@@ -45,6 +49,13 @@ class SliceRecords:
 @route(ApiKey.FETCH, 4, 17)
 async def fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
     b = ctx.broker
+    if b.cluster is not None:
+        if _is_metadata_fetch(req):
+            response = await b.cluster.raft_request(replica_id_of(req), req)
+            assert isinstance(response, FetchResponse)
+            return response
+        if replica_id_of(req) >= 0:
+            return await _replica_fetch(ctx, req)
     session = b.fetch_sessions.new_context(req, version=ctx.api_version, now_ms=b.now_ms())
     if session.kind is ContextKind.SESSION_ERROR:
         return session.build_response([], now_ms=b.now_ms())
@@ -95,6 +106,11 @@ def _read_partition(ctx: RequestContext, p: PartitionToFetch, remaining: int,
     epoch_error = leader_epoch_error(p.current_leader_epoch, state.leader_epoch)
     if epoch_error != ErrorCode.NONE:
         return error_partition_data(p.partition, epoch_error), 0
+    if state.replica is not None and not state.replica.is_leader:
+        data = error_partition_data(p.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        data.current_leader = FetchResponse.LeaderIdAndEpoch(leader_id=state.replica.leader_id,
+                                                             leader_epoch=state.replica.leader_epoch)
+        return data, 0
     log = state.log
     hw = log.high_watermark
     data = FetchResponse.PartitionData(partition_index=p.partition, error_code=ErrorCode.NONE,
@@ -113,3 +129,63 @@ def _read_partition(ctx: RequestContext, p: PartitionToFetch, remaining: int,
     if nbytes:
         data.records = records
     return data, nbytes
+
+
+# --- cluster mode: the metadata quorum's fetches and followers' fetches ---------------------------
+
+
+def _is_metadata_fetch(req: FetchRequest) -> bool:
+    return any(t.topic_id == METADATA_TOPIC_ID or t.topic == METADATA_TOPIC for t in req.topics)
+
+
+async def _replica_fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
+    """A follower's fetch (Kafka's Partition.fetchRecords for a replica): each partition is
+    answered by its ``replication.partition.Partition``, which records the follower's progress
+    (so the high watermark and the ISR can move) before the response is built; the request waits
+    up to ``max_wait_ms`` for data, woken by appends, as a consumer's does."""
+    b = ctx.broker
+    assert b.replicas is not None
+    wait_s = min(max(req.max_wait_ms, 0), FETCH_WAIT_MS_MAX) / 1000
+    deadline = trio.current_time() + wait_s
+    while True:
+        topics, states, nbytes = _replica_read(ctx, req)
+        if nbytes >= req.min_bytes or trio.current_time() >= deadline or not states:
+            break
+        event = trio.Event()
+        for state in states:
+            state.waiters.add(event)
+        with trio.move_on_at(deadline):
+            await event.wait()
+        for state in states:
+            state.waiters.discard(event)
+    return FetchResponse(throttle_time_ms=0, error_code=ErrorCode.NONE, session_id=0, responses=topics)
+
+
+def _replica_read(ctx: RequestContext, req: FetchRequest) -> tuple[list[FetchResponse.FetchableTopicResponse],
+                                                                   list[PartitionState], int]:
+    b = ctx.broker
+    assert b.replicas is not None
+    now = b.now_ms()
+    out: list[FetchResponse.FetchableTopicResponse] = []
+    states: list[PartitionState] = []
+    total = 0
+    for t in req.topics:
+        topic = b.topics.by_id(t.topic_id) if ctx.api_version >= TOPIC_ID_FETCH_VERSION_MIN else b.topics.get(t.topic)
+        parts = []
+        for p in t.partitions:
+            state = b.partition(topic.name, p.partition) if topic is not None else None
+            if state is None or state.replica is None:
+                code = ErrorCode.UNKNOWN_TOPIC_ID if topic is None and ctx.api_version >= TOPIC_ID_FETCH_VERSION_MIN \
+                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                parts.append(error_partition_data(p.partition, code))
+                continue
+            answer = state.replica.handle_replica_fetch(replica_fetch_from_request(req, p), now_ms=now)
+            b.replicas.drain(state)
+            records = SliceRecords(answer.records) if answer.records else None
+            if records is not None:
+                total += records.nbytes
+            parts.append(partition_data_from_response(answer, partition_index=p.partition,
+                                                      records=records if records is not None else b""))
+            states.append(state)
+        out.append(FetchResponse.FetchableTopicResponse(topic=t.topic, topic_id=t.topic_id, partitions=parts))
+    return out, states, total

@@ -9,6 +9,7 @@ from broker.topics import Topic, topic_name_error
 from protocol.error_codes import ErrorCode
 from protocol.messages import ApiKey
 from protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
+from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from protocol.messages.metadata import MetadataRequest, MetadataResponse
 from protocol.primitives import ZERO_UUID
@@ -35,6 +36,8 @@ CLUSTER_AUTHORIZED_OPERATIONS = _bits(_CLUSTER_OPERATIONS)
 _SOFTWARE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?$")
 CLIENT_SOFTWARE_VERSION_MIN = 3
 TOPIC_ID_LOOKUP_VERSION_MIN = 12
+AUTO_CREATE_VERSION = 7
+AUTO_CREATE_WAIT_MS = 5000
 
 
 @route(ApiKey.API_VERSIONS, 0, 4)
@@ -52,7 +55,9 @@ def _advertised(ctx: RequestContext) -> tuple[str, int]:
 def _topic_metadata(ctx: RequestContext, topic: Topic, include_ops: bool) -> MetadataResponse.MetadataResponseTopic:
     b = ctx.broker
     parts = []
-    for p in range(topic.partitions):
+    if b.cluster is not None:
+        parts = _cluster_partitions(ctx, topic)
+    for p in range(topic.partitions if b.cluster is None else 0):
         state = b.partition(topic.name, p)
         epoch = state.leader_epoch if state is not None else 0
         parts.append(MetadataResponse.MetadataResponsePartition(
@@ -64,12 +69,52 @@ def _topic_metadata(ctx: RequestContext, topic: Topic, include_ops: bool) -> Met
         topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS if include_ops else AUTHORIZED_OPERATIONS_OMITTED)
 
 
+def _cluster_partitions(ctx: RequestContext, topic: Topic) -> list[MetadataResponse.MetadataResponsePartition]:
+    """A topic's partitions as the metadata image has them: leader (LEADER_NOT_AVAILABLE when
+    none), replicas, ISR, and the replicas on brokers that are fenced or gone (offline)."""
+    assert ctx.broker.cluster is not None
+    image = ctx.broker.cluster.image
+    t = image.topic(topic.name)
+    parts = []
+    for pid, reg in sorted(t.partitions.items()) if t is not None else ():
+        parts.append(MetadataResponse.MetadataResponsePartition(
+            error_code=ErrorCode.NONE if reg.leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
+            partition_index=pid, leader_id=reg.leader, leader_epoch=reg.leader_epoch,
+            replica_nodes=list(reg.replicas), isr_nodes=list(reg.isr),
+            offline_replicas=list(image.offline_replicas(reg))))
+    return parts
+
+
+def _brokers(ctx: RequestContext) -> list[MetadataResponse.MetadataResponseBroker]:
+    b = ctx.broker
+    if b.cluster is None:
+        host, port = _advertised(ctx)
+        return [MetadataResponse.MetadataResponseBroker(node_id=b.node_id, host=host, port=port,
+                                                        rack=b.config.broker_rack)]
+    listener = b.config.inter_broker_listener_name
+    out = []
+    for reg in sorted(b.cluster.image.brokers.values(), key=lambda r: r.broker_id):
+        ep = reg.endpoint(listener) or (reg.endpoints[0] if reg.endpoints else None)
+        if ep is not None and not reg.fenced:
+            out.append(MetadataResponse.MetadataResponseBroker(node_id=reg.broker_id, host=ep.host, port=ep.port,
+                                                               rack=reg.rack))
+    return out
+
+
+def _controller_id(ctx: RequestContext) -> int:
+    """KRaft clients cannot reach the controller: Kafka names a live broker; the quorum leader
+    when it is one (combined mode), else this broker."""
+    b = ctx.broker
+    if b.cluster is not None and b.cluster.leader_id in b.cluster.image.brokers:
+        return b.cluster.leader_id
+    return b.node_id
+
+
 @route(ApiKey.METADATA, 0, 12)
 async def metadata(ctx: RequestContext, req: MetadataRequest) -> MetadataResponse:
     b = ctx.broker
     version = ctx.api_version
     include_ops = req.include_topic_authorized_operations
-    host, port = _advertised(ctx)
     topics: list[MetadataResponse.MetadataResponseTopic] = []
     if req.topics is None or (version == 0 and not req.topics):
         topics = [_topic_metadata(ctx, t, include_ops) for t in sorted(b.topics, key=lambda t: t.name)]
@@ -95,7 +140,11 @@ async def metadata(ctx: RequestContext, req: MetadataRequest) -> MetadataRespons
                 if topic_name_error(rt.name) is not None:
                     error = ErrorCode.INVALID_TOPIC_EXCEPTION
                 elif auto_create and b.topics.collides(rt.name) is None:
-                    t = b.create_topic(rt.name, b.config.num_partitions, {})
+                    if b.cluster is not None:
+                        await _auto_create_in_cluster(ctx, rt.name)
+                        error = ErrorCode.LEADER_NOT_AVAILABLE  # the client asks again, as with Kafka
+                    else:
+                        t = b.create_topic(rt.name, b.config.num_partitions, {})
                 if t is None:
                     topics.append(MetadataResponse.MetadataResponseTopic(
                         error_code=error, name=rt.name, is_internal=False,
@@ -104,14 +153,24 @@ async def metadata(ctx: RequestContext, req: MetadataRequest) -> MetadataRespons
             topics.append(_topic_metadata(ctx, t, include_ops))
     return MetadataResponse(
         throttle_time_ms=0,
-        brokers=[MetadataResponse.MetadataResponseBroker(node_id=b.node_id, host=host, port=port,
-                                                         rack=b.config.broker_rack)],
+        brokers=_brokers(ctx),
         cluster_id=b.cluster_id,
-        controller_id=b.node_id,
+        controller_id=_controller_id(ctx),
         topics=topics,
         cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations
                                        else AUTHORIZED_OPERATIONS_OMITTED),
     )
+
+
+async def _auto_create_in_cluster(ctx: RequestContext, name: str) -> None:
+    """``auto.create.topics.enable`` in a cluster: ask the controller for the topic with the
+    defaults (``num.partitions``, ``default.replication.factor``)."""
+    b = ctx.broker
+    assert b.cluster is not None
+    req = CreateTopicsRequest(topics=[CreateTopicsRequest.CreatableTopic(
+        name=name, num_partitions=-1, replication_factor=-1)], timeout_ms=AUTO_CREATE_WAIT_MS)
+    await b.cluster.admin_call(req, lambda c: c.handle_create_topics(req, version=AUTO_CREATE_VERSION),
+                               lambda: CreateTopicsResponse(), api_version=AUTO_CREATE_VERSION)
 
 
 @route(ApiKey.DESCRIBE_CLUSTER, 0, 1)

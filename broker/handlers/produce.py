@@ -8,9 +8,12 @@ request's bytes go to the segment file in one write. Duplicates from an idempote
 
 from __future__ import annotations
 
+import trio
+
 from broker.config import timestamp_bounds_ms, topic_config_values
 from broker.core import Broker, PartitionState
 from broker.dispatch import CloseConnection, RequestContext, route
+from broker.replicas import ProduceWait
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
 from protocol.messages import ApiKey
@@ -32,6 +35,7 @@ async def produce(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse |
     b = ctx.broker
     responses: list[ProduceResponse.TopicProduceResponse] = []
     durable_waits: list[tuple[PartitionState, int]] = []
+    replication_waits: list[tuple[PartitionResponse, ProduceWait]] = []
     for td in req.topic_data:
         parts = []
         for pd in td.partition_data:
@@ -50,8 +54,14 @@ async def produce(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse |
             if state is None:
                 parts.append(_error(pd.index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
                 continue
-            parts.append(_append(ctx, req, state, pd, durable_waits))
+            parts.append(_append(ctx, req, state, pd, durable_waits, replication_waits))
         responses.append(ProduceResponse.TopicProduceResponse(name=td.name, partition_responses=parts))
+    for pr, wait in replication_waits:
+        # acks=all in a cluster: the answer waits for the ISR (the high watermark).
+        with trio.move_on_after(max(req.timeout_ms, 0) / 1000):
+            await wait.wait()
+        if wait.error != ErrorCode.NONE:
+            pr.error_code, pr.base_offset, pr.error_message = wait.error, -1, None
     for state, offset in durable_waits:
         try:
             await b.committer.wait_durable(state.log, offset)
@@ -75,13 +85,17 @@ def _error(index: int, error: ErrorCode, message: str | None = None) -> ProduceR
 
 def _append(ctx: RequestContext, req: ProduceRequest, state: PartitionState,
             pd: ProduceRequest.PartitionProduceData,
-            durable_waits: list[tuple[PartitionState, int]]) -> ProduceResponse.PartitionProduceResponse:
+            durable_waits: list[tuple[PartitionState, int]],
+            replication_waits: list[tuple[PartitionResponse, ProduceWait]]) -> PartitionResponse:
     b = ctx.broker
     log = state.log
     if pd.records is None or len(pd.records) == 0:  # type: ignore[arg-type]
         return _error(pd.index, ErrorCode.INVALID_RECORD, "the request has no record batches")
+    replica = state.replica
+    if replica is not None and not replica.is_leader:
+        return _error(pd.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
     min_isr = b.min_insync_replicas(log.topic)
-    if req.acks == -1 and min_isr > 1:
+    if replica is None and req.acks == -1 and min_isr > 1:
         # A single node is an ISR of one.
         return _error(pd.index, ErrorCode.NOT_ENOUGH_REPLICAS,
                       f"min.insync.replicas={min_isr} but the ISR has 1 replica")
@@ -117,18 +131,39 @@ def _append(ctx: RequestContext, req: ProduceRequest, state: PartitionState,
         d = verdict.duplicate
         if log.config.durable_appends and d.last_offset >= log.durable_offset:
             durable_waits.append((state, d.last_offset))  # the original may still be on its way to disk
-        return PartitionResponse(index=pd.index, error_code=ErrorCode.NONE, base_offset=d.first_offset,
-                                 log_append_time_ms=d.log_append_time_ms, log_start_offset=log.log_start_offset)
-    result = log.append_as_leader(records, leader_epoch=state.leader_epoch, now_ms=b.now_ms())
-    if isinstance(result, AppendRejected):
-        return _error(pd.index, result.error, result.message)
+        dup = PartitionResponse(index=pd.index, error_code=ErrorCode.NONE, base_offset=d.first_offset,
+                                log_append_time_ms=d.log_append_time_ms, log_start_offset=log.log_start_offset)
+        if replica is not None and req.acks == -1 and d.last_offset >= log.high_watermark:
+            # A retry of a batch the ISR may not have yet: answer as the original would be answered.
+            replication_waits.append((dup, ProduceWait.until_high_watermark(state, d.last_offset + 1)))
+        return dup
+    wait = None
+    if replica is not None:
+        appended = replica.append(records, acks=req.acks, now_ms=b.now_ms(), timeout_ms=req.timeout_ms)
+        if appended.info is None:
+            return _error(pd.index, appended.error, appended.message)
+        result = appended.info
+        if appended.produce_id >= 0:
+            assert b.replicas is not None
+            wait = b.replicas.register_produce(state, appended.produce_id)
+        elif appended.error != ErrorCode.NONE:
+            producers.record_batches(views, result)
+            return _error(pd.index, appended.error, appended.message)
+    else:
+        result_or_rejected = log.append_as_leader(records, leader_epoch=state.leader_epoch, now_ms=b.now_ms())
+        if isinstance(result_or_rejected, AppendRejected):
+            return _error(pd.index, result_or_rejected.error, result_or_rejected.message)
+        result = result_or_rejected
     producers.record_batches(views, result)
     if result.flush_needed and req.acks != 0:
         durable_waits.append((state, result.last_offset))
     b.advance_high_watermark(state)
-    return PartitionResponse(index=pd.index, error_code=ErrorCode.NONE, base_offset=result.first_offset,
-                             log_append_time_ms=result.log_append_time_ms,
-                             log_start_offset=result.log_start_offset)
+    response = PartitionResponse(index=pd.index, error_code=ErrorCode.NONE, base_offset=result.first_offset,
+                                 log_append_time_ms=result.log_append_time_ms,
+                                 log_start_offset=result.log_start_offset)
+    if wait is not None:
+        replication_waits.append((response, wait))
+    return response
 
 
 def _timestamp_error(b: Broker, topic: str, view: RecordBatchView) -> str | None:

@@ -1,0 +1,434 @@
+"""A node of a KRaft cluster: the trio edge around the Raft, controller and metadata cores.
+
+What it owns. When ``controller.quorum.voters`` is set, the broker runs one ``ClusterNode``:
+
+* the metadata quorum (``replication.raft.RaftNode``) over the ``__cluster_metadata-0`` log in
+  the first log directory and its ``quorum-state`` file: a voter on controller nodes, an observer
+  on broker-only nodes. Its requests travel over the controller listeners (``broker.peers``);
+  requests it receives arrive through ``broker.handlers.quorum``;
+* on controller nodes, the controller state machine (``replication.controller``), active while
+  this node leads the quorum; its writes are proposals to the quorum and its answers leave once
+  the quorum has committed them;
+* the metadata image every broker serves from, replayed from committed records; ``on_image``
+  callbacks (the replica manager) see every new image;
+* the broker's lifecycle: registration with the active controller and heartbeats every
+  ``broker.heartbeat.interval.ms``; a fenced broker keeps heartbeating until it is caught up and
+  unfenced.
+
+Theory of operation. One task, ``_quorum_loop``, drives the sans-IO cores: it polls the Raft node
+(sending its requests, completing held fetches), replays what became committed into the image
+and the standby controller, activates or resigns the controller as leadership comes and goes,
+runs the controller's timers, and sleeps until the next deadline or a wake-up. Handlers call
+into the cores directly (everything runs on the trio thread) and wake the loop. Nothing here
+blocks, except the fsyncs the Raft core does on the metadata log (small and rare).
+
+The cluster id: every node of a cluster must agree on it. ``meta.properties`` keeps it once
+written; a node formatted for the first time in cluster mode derives it from the voter set
+(the same string on every node), so no separate format step is needed to try a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from broker.client import ConnectionConfig
+from broker.config import BrokerConfig, describe_topic_configs, normalise_topic_config, validate_topic_configs
+from broker.peers import Peers, PeerUnavailable
+from protocol.error_codes import ErrorCode
+from protocol.message import Message
+from protocol.messages import RESPONSES
+from protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
+from protocol.messages.broker_registration import BrokerRegistrationRequest, BrokerRegistrationResponse
+from protocol.messages.create_topics import CreateTopicsResponse
+from replication.controller import AnyTopicConfigs, ControllerConfig, ControllerResult, QuorumController
+from replication.metadata import EMPTY_IMAGE, METADATA_VERSION_FEATURE, MetadataImage
+from replication.quorum_state import QuorumStateStore
+from replication.raft import (
+    METADATA_PARTITION,
+    METADATA_TOPIC,
+    METADATA_TOPIC_ID,
+    WIRE_VERSIONS,
+    CommitCursor,
+    ProposeRejected,
+    RaftConfig,
+    RaftNode,
+    SendRequest,
+    SendResponse,
+)
+from replication.records import decode_record, encode_record
+
+if TYPE_CHECKING:
+    from broker.core import Broker
+
+log = logging.getLogger("trafka.cluster")
+
+QUORUM_STATE_FILE = "quorum-state"
+CONTROLLER_WAIT_MS_MAX = 30_000  # how long a request waits for the controller's answer to commit
+SECURITY_PROTOCOL_PLAINTEXT = 0
+METADATA_VERSION_RANGE = (1, 21)  # what this broker can read (the controller bootstraps 21)
+_CLUSTER_NAMESPACE = uuid.UUID("6f2a3b1e-2f6e-4d4c-9a50-7472616b6130")
+
+
+def cluster_id_for_voters(voters: str) -> str:
+    """The cluster id a node derives from its voter set when it is formatted for the first time."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid5(_CLUSTER_NAMESPACE, voters).bytes).decode().rstrip("=")
+
+
+class BrokerTopicConfigs(AnyTopicConfigs):
+    """The controller's topic-config rules: the broker's own (``broker.config``), so a cluster
+    validates, stores and describes topic overrides exactly as a single node does."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+
+    def check(self, configs: Mapping[str, str]) -> tuple[str, str] | None:
+        return validate_topic_configs(self.config, configs)
+
+    def normalise(self, key: str, value: str) -> str:
+        return normalise_topic_config(key, value)
+
+    def describe(self, configs: Mapping[str, str]) -> list[CreateTopicsResponse.CreatableTopicConfigs]:
+        return [CreateTopicsResponse.CreatableTopicConfigs(name=e.name, value=e.value, read_only=e.read_only,
+                                                           config_source=e.source, is_sensitive=e.sensitive)
+                for e in describe_topic_configs(self.config, configs, None)]
+
+
+@dataclass(slots=True)
+class _Held:
+    """A request whose answer comes later: a parked Raft fetch, or a controller write."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    response: Message | None = None
+
+
+class ClusterNode:
+    def __init__(self, broker: Broker) -> None:
+        cfg = broker.config
+        self.broker = broker
+        self.node_id = cfg.node_id
+        self.is_controller = "controller" in cfg.process_roles
+        self.is_broker = "broker" in cfg.process_roles
+        self.voters = {v.node_id: (v.host, v.port) for v in cfg.controller_quorum_voters}
+        self.raft_config = RaftConfig.from_properties(cfg.values)
+        conn = ConnectionConfig(client_id=f"trafka-node-{self.node_id}",
+                                request_timeout_ms=self.raft_config.request_timeout_ms,
+                                connect_timeout_ms=self.raft_config.request_timeout_ms)
+        # Requests to other nodes' controller listeners wait there until their answer commits,
+        # and a connection answers in order: so the quorum's own traffic, the broker's
+        # heartbeats and everything else (AlterPartition, forwarded admin requests) each get
+        # connections of their own, and none waits behind another.
+        self.raft_peers = Peers(self.voters, config=conn)
+        self.lifecycle_peers = Peers(self.voters, config=conn)
+        self.controller_peers = Peers(self.voters, config=conn)
+        self.image: MetadataImage = EMPTY_IMAGE
+        self.on_image: list[Callable[[MetadataImage, MetadataImage], None]] = []
+        self.controller: QuorumController | None = None
+        self.raft: RaftNode | None = None
+        self.cursor = CommitCursor()
+        self.broker_epoch = -1
+        self.fenced = True
+        self.incarnation_id = broker.new_uuid()
+        self._wake = trio.Event()
+        self._held_fetches: dict[int, _Held] = {}
+        self._controller_replies: list[tuple[int, _Held, Message]] = []  # (offset, waiter, response)
+        self._next_tag = 0
+        self._image_changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    # --- start ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the metadata log and the quorum state (blocking; before serving)."""
+        b = self.broker
+        assert b.logs is not None
+        now = b.now_ms()
+        mlog = b.logs.get_or_create_log(METADATA_TOPIC, METADATA_PARTITION, topic_id=METADATA_TOPIC_ID, now_ms=now)
+        store = QuorumStateStore(b.fs, f"{mlog.dir}/{QUORUM_STATE_FILE}")
+        self.raft = RaftNode(
+            node_id=self.node_id, directory_id=b.directory_id, voters=dict.fromkeys(self.voters),
+            cluster_id=b.cluster_id, log=mlog, store=store, rng=b.rng, now_ms=now, config=self.raft_config)
+        if self.is_controller:
+            self.controller = QuorumController(
+                ControllerConfig.from_broker_config(b.config, cluster_id=b.cluster_id), rng=b.rng,
+                topic_configs=BrokerTopicConfigs(b.config))
+        log.info("node %d: metadata quorum of %s, %s", self.node_id, sorted(self.voters),
+                 "voter" if self.raft.is_voter else "observer")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for peers in (self.raft_peers, self.lifecycle_peers, self.controller_peers):
+                await nursery.start(peers.run)
+            nursery.start_soon(self._quorum_loop)
+            if self.is_broker:
+                nursery.start_soon(self._lifecycle_loop)
+            task_status.started()
+
+    # --- what handlers and the replica manager use ------------------------------------------------
+
+    def now_ms(self) -> int:
+        return self.broker.now_ms()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def leader_id(self) -> int:
+        assert self.raft is not None
+        return self.raft.leader_id
+
+    @property
+    def metadata_offset(self) -> int:
+        """The last metadata offset replayed into ``image``."""
+        return self.image.offset
+
+    async def wait_for_image(self, predicate: Callable[[MetadataImage], bool], timeout_ms: int) -> bool:
+        """Wait until the image satisfies ``predicate`` (True) or the timeout passes (False)."""
+        with trio.move_on_after(timeout_ms / 1000):
+            while not predicate(self.image):
+                await self._image_changed.wait()
+            return True
+        return False
+
+    async def raft_request(self, source: int, request: Message) -> Message:
+        """Answer a quorum request (Vote, BeginQuorumEpoch, EndQuorumEpoch, Fetch of the
+        metadata log, DescribeQuorum, FetchSnapshot); a fetch may be held for new data."""
+        assert self.raft is not None
+        tag = self._tag()
+        response = self.raft.handle_request(self.now_ms(), source, tag, request)
+        self.wake()
+        if response is not None:
+            return response
+        held = _Held()
+        self._held_fetches[tag] = held
+        try:
+            await held.done.wait()
+        finally:
+            self._held_fetches.pop(tag, None)
+        assert held.response is not None
+        return held.response
+
+    async def controller_call(self, handle: Callable[[QuorumController], ControllerResult[Any]],
+                              not_controller: Callable[[], Message]) -> Message:
+        """Run one controller handler on this node and answer once its records commit.
+
+        ``not_controller`` builds the NOT_CONTROLLER answer for a node that is not active.
+        """
+        c = self.controller
+        if c is None or not c.is_active:
+            return not_controller()
+        result = handle(c)
+        held = self._write(result)
+        if held is None:
+            return result.response
+        with trio.move_on_after(CONTROLLER_WAIT_MS_MAX / 1000):
+            await held.done.wait()
+        return held.response if held.response is not None else not_controller()
+
+    async def admin_call(self, request: Message, handle: Callable[[QuorumController], ControllerResult[Any]],
+                         not_controller: Callable[[], Message], *, api_version: int) -> Message:
+        """An admin request from a client (CreateTopics, DeleteTopics, ...): run by this node's
+        controller when it is the active one, else forwarded to the active controller."""
+        c = self.controller
+        if c is not None and c.is_active:
+            return await self.controller_call(handle, not_controller)
+        resp = await self.controller_request(request, api_version=api_version)
+        return resp if resp is not None else not_controller()
+
+    async def controller_request(self, request: Message, *, timeout_ms: int = CONTROLLER_WAIT_MS_MAX,
+                                 api_version: int | None = None, peers: Peers | None = None) -> Message | None:
+        """Send ``request`` to the active controller (forwarding); None if there is none or it
+        could not be reached within the timeout. Retries NOT_CONTROLLER on a new leader."""
+        response_type = RESPONSES[request.API_KEY]
+        with trio.move_on_after(timeout_ms / 1000):
+            while True:
+                leader = self.leader_id
+                if leader >= 0:
+                    try:
+                        resp = await (peers or self.controller_peers).request(leader, request, response_type,
+                                                                   api_version=api_version, timeout_ms=timeout_ms)
+                        if getattr(resp, "error_code", 0) != ErrorCode.NOT_CONTROLLER:
+                            return resp
+                    except PeerUnavailable as e:
+                        log.debug("controller %d unavailable: %s", leader, e)
+                await trio.sleep(self.raft_config.retry_backoff_ms / 1000 + 0.05)
+        return None
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def _tag(self) -> int:
+        self._next_tag += 1
+        return self._next_tag
+
+    async def _quorum_loop(self) -> None:
+        raft = self.raft
+        assert raft is not None and self._nursery is not None
+        while True:
+            now = self.now_ms()
+            for effect in raft.poll(now):
+                if isinstance(effect, SendRequest):
+                    self._nursery.start_soon(self._send_raft, effect)
+                elif isinstance(effect, SendResponse):
+                    held = self._held_fetches.get(effect.correlation_id)
+                    if held is not None:
+                        held.response = effect.response
+                        held.done.set()
+            self._apply_committed(now)
+            self._steer_controller(now)
+            deadline = raft.next_deadline_ms()
+            if self.controller is not None and (d := self.controller.next_deadline_ms()) is not None:
+                deadline = min(deadline, d)
+            wait_s = max(0.0, (deadline - self.now_ms()) / 1000) if deadline < 1 << 61 else math.inf
+            with trio.move_on_after(wait_s):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def _send_raft(self, effect: SendRequest) -> None:
+        raft = self.raft
+        assert raft is not None
+        request = effect.request
+        try:
+            response = await self.raft_peers.request(
+                effect.destination, request, RESPONSES[request.API_KEY],
+                api_version=WIRE_VERSIONS.get(request.API_KEY), timeout_ms=self.raft_config.request_timeout_ms)
+        except PeerUnavailable as e:
+            log.debug("quorum request to %d lost: %s", effect.destination, e)
+            return  # the core times the request out and retries
+        raft.handle_response(self.now_ms(), effect.destination, effect.correlation_id, response)
+        self.wake()
+
+    def _apply_committed(self, now: int) -> None:
+        raft = self.raft
+        assert raft is not None
+        old = self.image
+        while batches := self.cursor.drain(raft):
+            for batch in batches:
+                if batch.is_control or not batch.records:
+                    continue
+                records = [decode_record(r) for r in batch.records]
+                self.image = self.image.apply(records, base_offset=batch.base_offset)
+                if self.controller is not None:
+                    self.controller.handle_commit(base_offset=batch.base_offset, records=records)
+        hw = raft.high_watermark
+        # Answer controller writes that are now committed.
+        still = []
+        for offset, held, response in self._controller_replies:
+            if offset < hw:
+                held.response = response
+                held.done.set()
+            else:
+                still.append((offset, held, response))
+        self._controller_replies = still
+        if self.image is not old:
+            for callback in self.on_image:
+                callback(old, self.image)
+            self._image_changed.set()
+            self._image_changed = trio.Event()
+
+    def _steer_controller(self, now: int) -> None:
+        c, raft = self.controller, self.raft
+        if c is None or raft is None:
+            return
+        if c.is_active and not raft.is_leader:
+            log.info("node %d: controller resigns (epoch %d)", self.node_id, raft.epoch)
+            c.resign()
+            self._fail_controller_replies()
+            return
+        if not c.is_active and raft.is_leader and self.cursor.next_offset >= raft.high_watermark \
+                and raft.high_watermark >= raft.log_end_offset:
+            log.info("node %d: active controller in epoch %d", self.node_id, raft.epoch)
+            self._write(c.become_active(next_write_offset=raft.log_end_offset, now_ms=now))
+        if c.is_active:
+            self._write(c.tick(now))
+
+    def _write(self, result: ControllerResult[Any]) -> _Held | None:
+        """Propose a controller result's records; the returned waiter gets the answer once they commit."""
+        raft, c = self.raft, self.controller
+        assert raft is not None and c is not None
+        if not result.records:
+            if result.reply_after_offset < 0 or result.reply_after_offset < raft.high_watermark:
+                return None
+            held = _Held()
+            self._controller_replies.append((result.reply_after_offset, held, result.response))
+            return held
+        offset = raft.propose(self.now_ms(), [encode_record(r) for r in result.records])
+        if isinstance(offset, ProposeRejected):
+            log.info("node %d: controller write refused (%s); resigning", self.node_id, offset.message)
+            c.resign()
+            self._fail_controller_replies()
+            return _failed()
+        held = _Held()
+        self._controller_replies.append((max(offset, result.reply_after_offset), held, result.response))
+        self.wake()
+        return held
+
+    def _fail_controller_replies(self) -> None:
+        for _, held, _ in self._controller_replies:
+            held.done.set()  # no response: the caller answers NOT_CONTROLLER
+        self._controller_replies = []
+
+    # --- broker lifecycle --------------------------------------------------------------------------
+
+    def _registration(self) -> BrokerRegistrationRequest:
+        b = self.broker
+        host, port = b.advertised_address
+        listeners = [BrokerRegistrationRequest.Listener(name=lst.name, host=host if lst.host in ("", "0.0.0.0") else lst.host,
+                                                        port=lst.port or port,
+                                                        security_protocol=SECURITY_PROTOCOL_PLAINTEXT)
+                     for lst in b.config.advertised_listeners] or [
+            BrokerRegistrationRequest.Listener(name="PLAINTEXT", host=host, port=port,
+                                               security_protocol=SECURITY_PROTOCOL_PLAINTEXT)]
+        for x in listeners:
+            if x.port == 0:
+                x.port = port
+        return BrokerRegistrationRequest(
+            broker_id=self.node_id, cluster_id=b.cluster_id, incarnation_id=self.incarnation_id,
+            listeners=listeners,
+            features=[BrokerRegistrationRequest.Feature(name=METADATA_VERSION_FEATURE,
+                                                        min_supported_version=METADATA_VERSION_RANGE[0],
+                                                        max_supported_version=METADATA_VERSION_RANGE[1])],
+            rack=b.config.broker_rack, log_dirs=[b.directory_id], previous_broker_epoch=-1)
+
+    async def _lifecycle_loop(self) -> None:
+        interval_s = self.broker.config.get_int("broker.heartbeat.interval.ms") / 1000
+        while True:
+            if self.broker_epoch < 0:
+                resp = await self.controller_request(self._registration(), timeout_ms=int(interval_s * 1000),
+                                                     peers=self.lifecycle_peers)
+                if isinstance(resp, BrokerRegistrationResponse) and resp.error_code == ErrorCode.NONE:
+                    self.broker_epoch = resp.broker_epoch
+                    log.info("node %d registered with broker epoch %d", self.node_id, self.broker_epoch)
+                    continue
+                if resp is not None:
+                    log.info("node %d: registration refused: %s", self.node_id,
+                             ErrorCode(getattr(resp, "error_code", -1)).name)
+                await trio.sleep(interval_s / 4)
+                continue
+            req = BrokerHeartbeatRequest(broker_id=self.node_id, broker_epoch=self.broker_epoch,
+                                         current_metadata_offset=self.metadata_offset, want_fence=False,
+                                         want_shut_down=False)
+            resp = await self.controller_request(req, timeout_ms=int(interval_s * 1000), peers=self.lifecycle_peers)
+            if isinstance(resp, BrokerHeartbeatResponse):
+                if resp.error_code == ErrorCode.STALE_BROKER_EPOCH:
+                    self.broker_epoch = -1  # register again (the controller lost us)
+                    continue
+                if resp.error_code == ErrorCode.NONE and resp.is_fenced != self.fenced:
+                    self.fenced = resp.is_fenced
+                    log.info("node %d is %s", self.node_id, "fenced" if self.fenced else "unfenced")
+            # A fenced broker asks again soon: it is waiting to be unfenced.
+            await trio.sleep(interval_s / 4 if self.fenced else interval_s)
+
+
+def _failed() -> _Held:
+    held = _Held()
+    held.done.set()
+    return held
