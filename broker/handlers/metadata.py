@@ -101,13 +101,16 @@ def _brokers(ctx: RequestContext) -> list[MetadataResponse.MetadataResponseBroke
     return out
 
 
-def _controller_id(ctx: RequestContext) -> int:
-    """KRaft clients cannot reach the controller: Kafka names a live broker; the quorum leader
-    when it is one (combined mode), else this broker."""
+def _controller_id(ctx: RequestContext, brokers: list[MetadataResponse.MetadataResponseBroker]) -> int:
+    """KRaft clients cannot reach the controller: Kafka names a live broker. Trafka names the
+    quorum leader when it is a listed broker (combined mode), else this broker, else any listed."""
     b = ctx.broker
-    if b.cluster is not None and b.cluster.leader_id in b.cluster.image.brokers:
+    listed = [x.node_id for x in brokers]
+    if b.cluster is not None and b.cluster.leader_id in listed:
         return b.cluster.leader_id
-    return b.node_id
+    if b.node_id in listed or not listed:
+        return b.node_id
+    return listed[0]
 
 
 @route(ApiKey.METADATA, 0, 12)
@@ -151,11 +154,12 @@ async def metadata(ctx: RequestContext, req: MetadataRequest) -> MetadataRespons
                         topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED))
                     continue
             topics.append(_topic_metadata(ctx, t, include_ops))
+    brokers = _brokers(ctx)
     return MetadataResponse(
         throttle_time_ms=0,
-        brokers=_brokers(ctx),
+        brokers=brokers,
         cluster_id=b.cluster_id,
-        controller_id=_controller_id(ctx),
+        controller_id=_controller_id(ctx, brokers),
         topics=topics,
         cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations
                                        else AUTHORIZED_OPERATIONS_OMITTED),

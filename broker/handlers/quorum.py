@@ -1,7 +1,8 @@
 """The KRaft APIs between nodes: the metadata quorum's (Vote, BeginQuorumEpoch, EndQuorumEpoch,
 DescribeQuorum, FetchSnapshot; its Fetch goes through ``broker.handlers.fetch``) and the
 controller's (BrokerRegistration, BrokerHeartbeat, UnregisterBroker, AlterPartition,
-AllocateProducerIds).
+AllocateProducerIds), and the admin requests only a cluster can carry out (ElectLeaders,
+AlterPartitionReassignments, ListPartitionReassignments).
 
 Each hands the request to the node's ``broker.cluster.ClusterNode``. A node that is not part of a
 cluster (the single-node default) answers these with an error (INVALID_REQUEST for the quorum
@@ -21,12 +22,18 @@ from protocol.message import Message
 from protocol.messages import ApiKey
 from protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest
 from protocol.messages.alter_partition import AlterPartitionRequest
+from protocol.messages.alter_partition_reassignments import AlterPartitionReassignmentsRequest
 from protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest
 from protocol.messages.broker_heartbeat import BrokerHeartbeatRequest
 from protocol.messages.broker_registration import BrokerRegistrationRequest
 from protocol.messages.describe_quorum import DescribeQuorumRequest
+from protocol.messages.elect_leaders import ElectLeadersRequest, ElectLeadersResponse
 from protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from protocol.messages.fetch_snapshot import FetchSnapshotRequest
+from protocol.messages.list_partition_reassignments import (
+    ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse,
+)
 from protocol.messages.unregister_broker import UnregisterBrokerRequest
 from protocol.messages.vote import VoteRequest
 from replication.controller import QuorumController
@@ -113,3 +120,51 @@ async def alter_partition(ctx: RequestContext, req: AlterPartitionRequest) -> Me
 @route(ApiKey.ALLOCATE_PRODUCER_IDS, 0, 0)
 async def allocate_producer_ids(ctx: RequestContext, req: AllocateProducerIdsRequest) -> Message:
     return await _controller(ctx, req, lambda c: c.handle_allocate_producer_ids(req))
+
+
+# --- admin requests that only a cluster's controller can carry out ---------------------------------
+
+
+async def _admin(ctx: RequestContext, request: Message, handle: Callable[[QuorumController], Any],
+                 single_node_error: ErrorCode) -> Message:
+    """Run on the active controller (here or forwarded). A single node answers
+    ``single_node_error``: it has one replica per partition, nothing to elect or move."""
+    node = _cluster(ctx)
+    version = ctx.api_version
+    if node is None:
+        return error_response(request.API_KEY, version, single_node_error)
+    return await node.admin_call(request, handle,
+                                 lambda: error_response(request.API_KEY, version, ErrorCode.NOT_CONTROLLER),
+                                 api_version=version)
+
+
+@route(ApiKey.ELECT_LEADERS, 0, 2)
+async def elect_leaders(ctx: RequestContext, req: ElectLeadersRequest) -> Message:
+    version = ctx.api_version
+    if _cluster(ctx) is None:
+        # One replica per partition: it leads already (ElectLeaders v0 has no top-level error).
+        b = ctx.broker
+        return ElectLeadersResponse(replica_election_results=[
+            ElectLeadersResponse.ReplicaElectionResult(topic=t.topic, partition_result=[
+                ElectLeadersResponse.PartitionResult(
+                    partition_id=p,
+                    error_code=ErrorCode.ELECTION_NOT_NEEDED if b.partition(t.topic, p) is not None
+                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                for p in t.partitions])
+            for t in req.topic_partitions or []])
+    return await _admin(ctx, req, lambda c: c.handle_elect_leaders(req, version=version),
+                        ErrorCode.ELECTION_NOT_NEEDED)
+
+
+@route(ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0, 0)
+async def alter_partition_reassignments(ctx: RequestContext, req: AlterPartitionReassignmentsRequest) -> Message:
+    return await _admin(ctx, req, lambda c: c.handle_alter_partition_reassignments(req),
+                        ErrorCode.INVALID_REPLICA_ASSIGNMENT)
+
+
+@route(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, 0)
+async def list_partition_reassignments(ctx: RequestContext, req: ListPartitionReassignmentsRequest) -> Message:
+    node = _cluster(ctx)
+    if node is None:
+        return ListPartitionReassignmentsResponse(topics=[])  # nothing ever moves on a single node
+    return await _admin(ctx, req, lambda c: c.handle_list_partition_reassignments(req), ErrorCode.NONE)

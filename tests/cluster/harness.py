@@ -1,0 +1,197 @@
+"""A cluster of real ``trafka serve`` processes on loopback, every link through a fault proxy.
+
+Node ``i`` listens on a client port and a controller port of its own; in front of each stands a
+``FaultProxy``, and the node *advertises* the proxies (its broker endpoint in the metadata, and
+every node's ``controller.quorum.voters`` entry), so clients, replica fetchers and the quorum all
+reach node ``i`` through its two proxies. Cutting them isolates node ``i`` from everyone's
+requests; SIGKILL, SIGSTOP/SIGCONT and restarts act on the process itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.cluster.proxy import FaultProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+START_S = 30.0
+STOP_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Node:
+    node_id: int
+    port: int
+    controller_port: int
+    client_proxy: FaultProxy
+    controller_proxy: FaultProxy
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+    starts: int = 0
+    log_paths: list[Path] = field(default_factory=list)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.client_proxy.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    def __init__(self, base: Path, nodes: int = 3, overrides: tuple[str, ...] = ()) -> None:
+        self.base = base
+        self.overrides = overrides
+        self.nodes: dict[int, Node] = {}
+        for i in range(1, nodes + 1):
+            port, cport = free_port(), free_port()
+            self.nodes[i] = Node(i, port, cport, FaultProxy(("127.0.0.1", port)).start(),
+                                 FaultProxy(("127.0.0.1", cport)).start(), base / f"node-{i}")
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes.values())
+
+    def _args(self, node: Node) -> list[str]:
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_proxy.port}" for n in self.nodes.values())
+        props = [
+            f"node.id={node.node_id}",
+            "process.roles=broker,controller",
+            f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.client_proxy.port}",
+            "controller.listener.names=CONTROLLER",
+            f"controller.quorum.voters={voters}",
+            f"log.dirs={node.data_dir}",
+            f"default.replication.factor={min(3, len(self.nodes))}",
+            *self.overrides,
+        ]
+        args = [sys.executable, "-m", "broker", "serve"]
+        for p in props:
+            args += ["--override", p]
+        return args
+
+    def start(self, node_id: int | None = None) -> None:
+        for node in ([self.nodes[node_id]] if node_id is not None else self.nodes.values()):
+            assert not node.running
+            node.starts += 1
+            out = self.base / f"node-{node.node_id}.{node.starts}.log"
+            node.log_paths.append(out)
+            with open(out, "wb") as f:
+                node.proc = subprocess.Popen(self._args(node), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+            node.paused = False
+        deadline = time.monotonic() + START_S
+        for node in ([self.nodes[node_id]] if node_id is not None else self.nodes.values()):
+            while b"trafka: listening" not in node.log_paths[-1].read_bytes():
+                if not node.running or time.monotonic() > deadline:
+                    raise RuntimeError(f"node {node.node_id} did not start:\n"
+                                       f"{node.log_paths[-1].read_text(errors='replace')[-3000:]}")
+                time.sleep(0.02)
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Until every node is a registered, unfenced broker in the metadata."""
+        import confluent_kafka.admin
+
+        admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if set(admin.list_topics(timeout=5).brokers) == set(self.nodes):
+                    return
+            except Exception:  # noqa: BLE001 (not up yet)
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the cluster did not come up within {timeout_s} s:\n{self.logs()}")
+
+    def kill(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        assert node.proc is not None
+        if node.paused:
+            node.proc.send_signal(signal.SIGCONT)
+        node.proc.kill()
+        node.proc.wait()
+        node.paused = False
+
+    def pause(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGSTOP)
+        node.paused = True
+
+    def resume(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGCONT)
+        node.paused = False
+
+    def cut(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        node.client_proxy.cut("both")
+        node.controller_proxy.cut("both")
+
+    def heal(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        node.client_proxy.heal()
+        node.controller_proxy.heal()
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            if node.proc is not None and node.proc.poll() is None:
+                if node.paused:
+                    node.proc.send_signal(signal.SIGCONT)
+                node.proc.send_signal(signal.SIGTERM)
+        for node in self.nodes.values():
+            if node.proc is not None:
+                try:
+                    node.proc.wait(timeout=STOP_S)
+                except subprocess.TimeoutExpired:
+                    node.proc.kill()
+                    node.proc.wait()
+        for node in self.nodes.values():
+            with contextlib.suppress(Exception):
+                node.client_proxy.stop()
+                node.controller_proxy.stop()
+
+    def logs(self) -> str:
+        out = []
+        for node in self.nodes.values():
+            for p in node.log_paths:
+                out.append(f"==== {p.name}\n{p.read_text(errors='replace')[-4000:]}")
+        return "\n".join(out)
+
+    def errors_logged(self) -> list[str]:
+        lines = []
+        for node in self.nodes.values():
+            for p in node.log_paths:
+                lines += [f"{p.name}: {line}" for line in p.read_text(errors="replace").splitlines()
+                          if " ERROR " in line or "Traceback" in line]
+        return lines
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
