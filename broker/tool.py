@@ -6,6 +6,7 @@ consumer speaking the Kafka protocol through ``broker.client``, and an offline s
     trafka produce --topic T            lines from stdin become records
     trafka consume --topic T ...        records to stdout, one per line
     trafka dump-log SEGMENT.log         reads the files directly; no broker needed
+    trafka cluster describe             the metadata quorum, brokers and fenced brokers
     trafka dev-cluster --nodes 3        N real nodes on this machine (broker.devcluster)
 
 Contract: ``run`` returns the exit code: 0 on success, 1 on an error (one line on stderr saying
@@ -56,6 +57,7 @@ from broker.client import (
 from broker.config import ConfigSource
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
+from protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
 from protocol.records import (
     BATCH_LENGTH_MIN,
     BATCH_OVERHEAD_BYTES,
@@ -66,6 +68,7 @@ from protocol.records import (
     RecordBatchView,
     TimestampType,
 )
+from replication.raft import METADATA_TOPIC
 from storage.index import OFFSET_ENTRY, TIME_ENTRY
 from storage.layout import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, parse_segment_name
 
@@ -180,6 +183,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--print-records", action="store_true", help="print each record's key, value and headers")
     p.add_argument("--index", action="store_true", help="also print the segment's .index and .timeindex entries")
 
+    cluster = sub.add_parser("cluster", help="describe the cluster: metadata quorum, brokers, fenced brokers")
+    csub = cluster.add_subparsers(dest="cluster_command", required=True)
+    csub.add_parser("describe", parents=[net], help="the quorum's leader, epoch and voters, and every broker")
+
     from broker import devcluster
 
     devcluster.add_command(sub)
@@ -198,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
             return trio.run(_topics, args)
         if args.command == "groups":
             return trio.run(_groups, args)
+        if args.command == "cluster":
+            return trio.run(_cluster_describe, args, sys.stdout)
         if args.command == "produce":
             return trio.run(_produce, args, sys.stdin.buffer)
         if args.command == "consume":
@@ -248,6 +257,58 @@ def _pairs(items: Sequence[str], option: str) -> list[tuple[str, str]]:
 
 
 # --- topics --------------------------------------------------------------------------------------
+
+
+async def _cluster_describe(args: argparse.Namespace, out: TextIO) -> int:
+    """``trafka cluster describe``: Kafka's ``kafka-metadata-quorum describe --status/--replication``
+    and ``kafka-cluster``'s broker list in one screen."""
+    async with _client(args) as client:
+        md = await client.metadata([])
+        print(f"ClusterId: {md.cluster_id}", file=out)
+        request = DescribeQuorumRequest(topics=[DescribeQuorumRequest.TopicData(
+            topic_name=METADATA_TOPIC, partitions=[DescribeQuorumRequest.PartitionData(partition_index=0)])])
+        conn = await client.any_connection()
+        part = None
+        for _ in range(2):
+            resp = await conn.request(request, DescribeQuorumResponse)
+            part = resp.topics[0].partitions[0] if resp.topics and resp.topics[0].partitions else None
+            code = part.error_code if part is not None else resp.error_code
+            if code == ErrorCode.NOT_LEADER_OR_FOLLOWER and part is not None and part.leader_id in md.brokers:
+                conn = await client.node_connection(part.leader_id)  # only the leader can tell
+                continue
+            if code != ErrorCode.NONE:
+                part = None
+            break
+        voters: list[int] = []
+        observers: list[int] = []
+        if part is None:
+            print("Quorum: none (a single node, its own controller)", file=out)
+        else:
+            print(f"Quorum: leader {part.leader_id}, epoch {part.leader_epoch}, "
+                  f"high watermark {part.high_watermark}", file=out)
+            rows = []
+            for kind, replicas in (("voter", part.current_voters), ("observer", part.observers)):
+                for r in replicas:
+                    (voters if kind == "voter" else observers).append(r.replica_id)
+                    rows.append([str(r.replica_id), kind, str(r.log_end_offset),
+                                 str(max(part.high_watermark - r.log_end_offset, 0)),
+                                 _ms_ago(r.last_fetch_timestamp), _ms_ago(r.last_caught_up_timestamp)])
+            for line in _table(["NODE", "ROLE", "LOG-END-OFFSET", "LAG", "LAST-FETCH", "LAST-CAUGHT-UP"], rows):
+                print(line, file=out)
+        rows = [[str(b.node_id), f"{b.host}:{b.port}", b.rack or "-", "active"]
+                for b in sorted(md.brokers.values(), key=lambda b: b.node_id)]
+        # Nodes the quorum knows that Metadata does not list are fenced or gone.
+        rows += [[str(n), "-", "-", "fenced or offline"] for n in sorted({*voters, *observers} - set(md.brokers))]
+        print("Brokers:", file=out)
+        for line in _table(["ID", "ADDRESS", "RACK", "STATUS"], rows):
+            print(line, file=out)
+    return EXIT_OK
+
+
+def _ms_ago(timestamp_ms: int) -> str:
+    if timestamp_ms < 0:
+        return "-"
+    return f"{max(int(datetime.datetime.now().timestamp() * 1000) - timestamp_ms, 0)} ms ago"
 
 
 async def _topics(args: argparse.Namespace) -> int:

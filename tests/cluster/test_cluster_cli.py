@@ -1,0 +1,69 @@
+"""``trafka cluster describe`` and ``trafka topics describe`` against a real three-node cluster:
+the quorum's voters, the brokers, a killed broker reported fenced, and each partition's leader,
+replicas and ISR moving after the kill."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.cluster.harness import ROOT, Cluster
+
+OVERRIDES = ("broker.session.timeout.ms=2000", "broker.heartbeat.interval.ms=400", "min.insync.replicas=2")
+
+
+def _trafka(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "broker", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _rows(text: str, header: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 1:]:
+        if not line or not line[0].isdigit():
+            break
+        rows.append(line.split())
+    return rows
+
+
+def test_cluster_and_topic_describe_follow_a_broker_failure(tmp_path: Path) -> None:
+    with Cluster(tmp_path, 3, OVERRIDES) as cluster:
+        cluster.start()
+        cluster.wait_ready()
+        bootstrap = cluster.nodes[1].bootstrap
+        out = _trafka("cluster", "describe", "--bootstrap-server", bootstrap)
+        voters = _rows(out, "NODE")
+        assert sorted(int(r[0]) for r in voters) == [1, 2, 3] and all(r[1] == "voter" for r in voters), out
+        brokers = _rows(out, "ID")
+        assert [(int(r[0]), r[-1]) for r in brokers] == [(1, "active"), (2, "active"), (3, "active")], out
+
+        _trafka("topics", "create", "--bootstrap-server", bootstrap, "--topic", "t", "--partitions", "3",
+                "--replication-factor", "3")
+        out = _trafka("topics", "describe", "--bootstrap-server", bootstrap, "--topic", "t")
+        assert "ReplicationFactor: 3" in out, out
+        leaders = {line.split("Partition: ")[1].split()[0]: line.split("Leader: ")[1].split()[0]
+                   for line in out.splitlines() if "Leader:" in line}
+        assert len(leaders) == 3 and "Isr: " in out, out
+
+        victim = 3 if cluster.nodes[1].node_id != 3 else 2
+        cluster.kill(victim)
+        deadline = time.monotonic() + 20
+        while True:
+            out = _trafka("cluster", "describe", "--bootstrap-server", bootstrap)
+            status = {int(r[0]): r[-1] for r in _rows(out, "ID")}
+            topics = _trafka("topics", "describe", "--bootstrap-server", bootstrap, "--topic", "t")
+            isrs = [line.split("Isr: ")[1].split()[0].split(",") for line in topics.splitlines() if "Isr:" in line]
+            if status.get(victim) == "offline" and f"Leader: {victim}\t" not in topics \
+                    and all(str(victim) not in isr for isr in isrs):
+                break
+            assert time.monotonic() < deadline, (out, topics)
+            time.sleep(0.5)
+        # The fenced broker leads nothing and left every ISR; the others lead and keep the data.
+        assert "fenced or offline" in out
+        assert len(isrs) == 3 and all(len(isr) == 2 for isr in isrs), topics
