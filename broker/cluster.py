@@ -44,6 +44,7 @@ from broker.peers import Peers, PeerUnavailable
 from protocol.error_codes import ErrorCode
 from protocol.message import Message
 from protocol.messages import RESPONSES
+from protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest, AllocateProducerIdsResponse
 from protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from protocol.messages.broker_registration import BrokerRegistrationRequest, BrokerRegistrationResponse
 from protocol.messages.create_topics import CreateTopicsResponse
@@ -70,7 +71,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("trafka.cluster")
 
 QUORUM_STATE_FILE = "quorum-state"
-CONTROLLER_WAIT_MS_MAX = 30_000  # how long a request waits for the controller's answer to commit
+CONTROLLER_WAIT_MS_MAX = 30_000
+PRODUCER_IDS_WAIT_MS = 5_000  # how long a request waits for the controller's answer to commit
 SECURITY_PROTOCOL_PLAINTEXT = 0
 METADATA_VERSION_RANGE = (1, 21)  # what this broker can read (the controller bootstraps 21)
 _CLUSTER_NAMESPACE = uuid.UUID("6f2a3b1e-2f6e-4d4c-9a50-7472616b6130")
@@ -143,6 +145,8 @@ class ClusterNode:
         self._next_tag = 0
         self._image_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._producer_ids_lock = trio.Lock()
+        self._next_producer_id = self._producer_ids_end = 0
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -233,6 +237,23 @@ class ClusterNode:
         with trio.move_on_after(CONTROLLER_WAIT_MS_MAX / 1000):
             await held.done.wait()
         return held.response if held.response is not None else not_controller()
+
+    async def allocate_producer_id(self) -> int | None:
+        """A producer id unique in the cluster: from a block the controller handed this broker
+        (AllocateProducerIds, as Kafka's brokers get them); None when no controller answers."""
+        async with self._producer_ids_lock:
+            if self._next_producer_id >= self._producer_ids_end:
+                if self.broker_epoch < 0:
+                    return None
+                req = AllocateProducerIdsRequest(broker_id=self.node_id, broker_epoch=self.broker_epoch)
+                resp = await self.controller_request(req, timeout_ms=PRODUCER_IDS_WAIT_MS)
+                if not isinstance(resp, AllocateProducerIdsResponse) or resp.error_code != ErrorCode.NONE:
+                    return None
+                self._next_producer_id = resp.producer_id_start
+                self._producer_ids_end = resp.producer_id_start + resp.producer_id_len
+            pid = self._next_producer_id
+            self._next_producer_id += 1
+            return pid
 
     async def admin_call(self, request: Message, handle: Callable[[QuorumController], ControllerResult[Any]],
                          not_controller: Callable[[], Message], *, api_version: int) -> Message:

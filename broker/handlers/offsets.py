@@ -117,6 +117,14 @@ async def init_producer_id(ctx: RequestContext, req: InitProducerIdRequest) -> I
         # Transactions come with the transaction coordinator; until then say so plainly.
         return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                                       producer_id=-1, producer_epoch=-1)
-    # An idempotent producer (no transactional id) always gets a fresh producer id, epoch 0.
-    pid = b.allocate_producer_id()
+    # An idempotent producer (no transactional id) always gets a fresh producer id, epoch 0;
+    # in a cluster from a block the controller allotted this broker, so ids never collide.
+    if b.cluster is not None:
+        cluster_pid = await b.cluster.allocate_producer_id()
+        if cluster_pid is None:
+            return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
+                                          producer_id=-1, producer_epoch=-1)
+        pid = cluster_pid
+    else:
+        pid = b.allocate_producer_id()
     return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.NONE, producer_id=pid, producer_epoch=0)
