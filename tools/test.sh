@@ -20,6 +20,8 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
+# Seeds per simulator (tests/sim): a thousand each here; TRAFKA_SIM_SEED=N reruns one.
+export TRAFKA_SIM_SEEDS=${TRAFKA_SIM_SEEDS:-1000}
 .venv/bin/python -m pytest "$@"
 echo "== compatibility matrix: real clients against a real broker"
 .venv/bin/python -m pytest compat-tests
