@@ -32,6 +32,7 @@ from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
 from protocol.messages.alter_partition import AlterPartitionRequest, AlterPartitionResponse
 from protocol.messages.fetch import FetchRequest, FetchResponse
+from protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
 from protocol.records import iter_batches
 from replication.metadata import MetadataImage, PartitionView, local_changes
 from replication.partition import (
@@ -53,6 +54,7 @@ from replication.replica_wire import (
     fetched_from_partition_data,
     replica_state_from_fetch,
 )
+from storage.log import LATEST_TIMESTAMP
 
 if TYPE_CHECKING:
     from broker.cluster import ClusterNode
@@ -297,7 +299,8 @@ class ReplicaManager:
                     log.debug("fetch from leader %d failed: %s", leader, e)
                     await trio.sleep(min(self.replica_config.replica_fetch_backoff_ms, 500) / 1000)
                     continue
-                self._apply_fetch_response(fetches, resp)
+                for s, f, data in self._apply_fetch_response(fetches, resp):
+                    await self._with_leader_end_offset(leader, s, f, data)
         finally:
             self._fetchers.pop(leader, None)
 
@@ -317,8 +320,12 @@ class ReplicaManager:
                             max_bytes=self.fetch_response_bytes_max, isolation_level=0, session_id=0,
                             session_epoch=-1, topics=list(topics.values()), forgotten_topics_data=[], rack_id="")
 
-    def _apply_fetch_response(self, fetches: list[tuple[PartitionState, ReplicaFetch]], resp: FetchResponse) -> None:
+    def _apply_fetch_response(self, fetches: list[tuple[PartitionState, ReplicaFetch]], resp: FetchResponse
+                              ) -> list[tuple[PartitionState, ReplicaFetch, FetchResponse.PartitionData]]:
+        """Apply each partition's answer; returns those that need the leader's log end offset
+        (an out-of-range fetch from a follower whose log may be longer than the leader's)."""
         now = self.broker.now_ms()
+        need_end: list[tuple[PartitionState, ReplicaFetch, FetchResponse.PartitionData]] = []
         by_id = {t.topic_id: t for t in resp.responses}
         if resp.error_code != ErrorCode.NONE:
             log.info("fetch refused by the leader: %s", ErrorCode(resp.error_code).name)
@@ -336,7 +343,29 @@ class ReplicaManager:
             outcome = replica.handle_fetch_response(f, fetched, now_ms=now)
             if outcome is FetchOutcome.APPENDED and s.log.log_end_offset > before:
                 self._replay_producers(s, fetched.records, before)
+            elif outcome is FetchOutcome.NEED_LEADER_END_OFFSET:
+                need_end.append((s, f, data))
             self.drain(s)
+        return need_end
+
+    async def _with_leader_end_offset(self, leader: int, state: PartitionState, fetch: ReplicaFetch,
+                                      data: FetchResponse.PartitionData) -> None:
+        """Kafka's fetcher asks ListOffsets(LATEST) as a replica for the leader's log end, then
+        decides where to truncate; so does this one."""
+        req = ListOffsetsRequest(replica_id=self.me, isolation_level=0, topics=[ListOffsetsRequest.ListOffsetsTopic(
+            name=state.log.topic, partitions=[ListOffsetsRequest.ListOffsetsPartition(
+                partition_index=state.log.partition, current_leader_epoch=fetch.current_leader_epoch,
+                timestamp=LATEST_TIMESTAMP)])])
+        try:
+            resp = await self.data_peers.request(leader, req, ListOffsetsResponse, timeout_ms=self.socket_timeout_ms)
+        except PeerUnavailable:
+            return
+        answer = next((p for t in resp.topics for p in t.partitions), None)
+        if answer is None or answer.error_code != ErrorCode.NONE or state.replica is None:
+            return
+        fetched = fetched_from_partition_data(data, leader_log_end_offset=answer.offset)
+        state.replica.handle_fetch_response(fetch, fetched, now_ms=self.broker.now_ms())
+        self.drain(state)
 
     def _replay_producers(self, state: PartitionState, records: bytes, from_offset: int) -> None:
         try:

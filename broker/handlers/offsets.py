@@ -39,11 +39,16 @@ async def list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffs
             r.error_code = leader_epoch_error(rp.current_leader_epoch, state.leader_epoch)
             if r.error_code != ErrorCode.NONE:
                 continue
+            if state.replica is not None and not state.replica.is_leader:
+                r.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER  # in a cluster only the leader answers
+                continue
             log = state.log
             ts = rp.timestamp
             if ts == LATEST_TIMESTAMP:
-                # Consumers see up to the high watermark (the last stable offset for read_committed).
-                r.offset = log.high_watermark
+                # Consumers see up to the high watermark (the last stable offset for read_committed);
+                # a follower asking as a replica gets the log end (Kafka's fetcher uses it to find out
+                # how far to truncate).
+                r.offset = log.log_end_offset if req.replica_id >= 0 else log.high_watermark
                 r.leader_epoch = state.leader_epoch if with_epoch else -1
                 continue
             if ts == LATEST_TIERED_TIMESTAMP:
