@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from broker.client import ConnectionConfig
+from broker.config import log_config
 from broker.peers import Peers, PeerUnavailable
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
@@ -156,6 +157,14 @@ class ReplicaManager:
                 if state.replica is not None:
                     state.replica.set_live_brokers(live, now_ms=now)
                     self.drain(state)
+        if old.configs is not new.configs:
+            for topic in new.topics_by_id.values():
+                known = b.topics.get(topic.name)
+                cfg = log_config(b.config, known.configs if known is not None else {})
+                for pid in topic.partitions:
+                    held = b.partitions.get((topic.name, pid))
+                    if held is not None and held.log.config != cfg:
+                        held.log.config = cfg
         for topic in new.topics_by_id.values():
             min_isr = b.min_insync_replicas(topic.name)
             for pid in topic.partitions:

@@ -94,6 +94,8 @@ def _entry(e: ConfigEntry, version: int) -> DescribeConfigsResponse.DescribeConf
 
 @route(ApiKey.ALTER_CONFIGS, 0, 2)
 async def alter_configs(ctx: RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse:
+    if ctx.broker.cluster is not None:
+        return await _alter_configs_in_cluster(ctx, req)
     responses = []
     for res in req.resources:
         # AlterConfigs replaces the whole set of overrides.
@@ -109,6 +111,8 @@ async def alter_configs(ctx: RequestContext, req: AlterConfigsRequest) -> AlterC
 @route(ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, 1)
 async def incremental_alter_configs(ctx: RequestContext,
                                     req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse:
+    if ctx.broker.cluster is not None:
+        return await _incremental_in_cluster(ctx, req, ctx.api_version)
     responses = []
     for res in req.resources:
         ops = [(c.name, c.config_operation, c.value) for c in res.configs]
@@ -120,8 +124,52 @@ async def incremental_alter_configs(ctx: RequestContext,
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)
 
 
+INCREMENTAL_VERSION_FOR_LEGACY = 1
+
+
 class _Invalid(Exception):
     pass
+
+
+# --- in a cluster the controller changes configs; the metadata log carries them to every broker ---
+
+
+async def _incremental_in_cluster(ctx: RequestContext, req: IncrementalAlterConfigsRequest,
+                                  version: int) -> IncrementalAlterConfigsResponse:
+    b = ctx.broker
+    assert b.cluster is not None
+
+    def not_controller() -> IncrementalAlterConfigsResponse:
+        return IncrementalAlterConfigsResponse(responses=[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
+            error_code=ErrorCode.NOT_CONTROLLER, resource_type=r.resource_type, resource_name=r.resource_name)
+            for r in req.resources])
+
+    resp = await b.cluster.admin_call(req, lambda c: c.handle_incremental_alter_configs(req), not_controller,
+                                      api_version=version)
+    assert isinstance(resp, IncrementalAlterConfigsResponse)
+    return resp
+
+
+async def _alter_configs_in_cluster(ctx: RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse:
+    """AlterConfigs replaces a topic's whole set of overrides: sent to the controller as the
+    incremental change that has that effect (SET what is given, DELETE every other override)."""
+    b = ctx.broker
+    resources = []
+    for res in req.resources:
+        topic = b.topics.get(res.resource_name) if res.resource_type == RESOURCE_TOPIC else None
+        given = {c.name for c in res.configs}
+        ops = [IncrementalAlterConfigsRequest.AlterableConfig(name=c.name, config_operation=OP_SET, value=c.value)
+               for c in res.configs]
+        if topic is not None:
+            ops += [IncrementalAlterConfigsRequest.AlterableConfig(name=k, config_operation=OP_DELETE, value=None)
+                    for k in sorted(topic.configs) if k not in given]
+        resources.append(IncrementalAlterConfigsRequest.AlterConfigsResource(
+            resource_type=res.resource_type, resource_name=res.resource_name, configs=ops))
+    incremental = IncrementalAlterConfigsRequest(resources=resources, validate_only=req.validate_only)
+    resp = await _incremental_in_cluster(ctx, incremental, INCREMENTAL_VERSION_FOR_LEGACY)
+    return AlterConfigsResponse(throttle_time_ms=0, responses=[AlterConfigsResponse.AlterConfigsResourceResponse(
+        error_code=r.error_code, error_message=r.error_message, resource_type=r.resource_type,
+        resource_name=r.resource_name) for r in resp.responses])
 
 
 Change = Callable[[dict[str, str]], Mapping[str, str | None]]

@@ -51,6 +51,16 @@ def test_cluster_and_topic_describe_follow_a_broker_failure(tmp_path: Path) -> N
                    for line in out.splitlines() if "Leader:" in line}
         assert len(leaders) == 3 and "Isr: " in out, out
 
+        # A config change goes through the controller and reaches every broker.
+        _trafka("topics", "alter-config", "--bootstrap-server", bootstrap, "--topic", "t",
+                "--config", "retention.ms=12345")
+        for node in cluster.nodes.values():
+            deadline = time.monotonic() + 10
+            while "retention.ms=12345" not in _trafka("topics", "describe", "--bootstrap-server", node.bootstrap,
+                                                      "--topic", "t"):
+                assert time.monotonic() < deadline, f"node {node.node_id} never saw the new config"
+                time.sleep(0.2)
+
         victim = 3 if cluster.nodes[1].node_id != 3 else 2
         cluster.kill(victim)
         deadline = time.monotonic() + 20
