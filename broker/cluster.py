@@ -48,6 +48,7 @@ from protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest, 
 from protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from protocol.messages.broker_registration import BrokerRegistrationRequest, BrokerRegistrationResponse
 from protocol.messages.create_topics import CreateTopicsResponse
+from protocol.messages.elect_leaders import ElectLeadersRequest
 from replication.controller import AnyTopicConfigs, ControllerConfig, ControllerResult, QuorumController
 from replication.metadata import EMPTY_IMAGE, METADATA_VERSION_FEATURE, MetadataImage
 from replication.quorum_state import QuorumStateStore
@@ -72,7 +73,9 @@ log = logging.getLogger("trafka.cluster")
 
 QUORUM_STATE_FILE = "quorum-state"
 CONTROLLER_WAIT_MS_MAX = 30_000
-PRODUCER_IDS_WAIT_MS = 5_000  # how long a request waits for the controller's answer to commit
+PRODUCER_IDS_WAIT_MS = 5_000
+PREFERRED_ELECTION = 0
+ELECT_LEADERS_VERSION = 2  # how long a request waits for the controller's answer to commit
 SECURITY_PROTOCOL_PLAINTEXT = 0
 METADATA_VERSION_RANGE = (1, 21)  # what this broker can read (the controller bootstraps 21)
 _CLUSTER_NAMESPACE = uuid.UUID("6f2a3b1e-2f6e-4d4c-9a50-7472616b6130")
@@ -146,6 +149,10 @@ class ClusterNode:
         self._image_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._producer_ids_lock = trio.Lock()
+        cfg_values = broker.config
+        self.rebalance_interval_ms = (cfg_values.get_int("leader.imbalance.check.interval.seconds") * 1000
+                                      if cfg_values.get_bool("auto.leader.rebalance.enable") else 0)
+        self._next_rebalance_ms = 0
         self._next_producer_id = self._producer_ids_end = 0
 
     # --- start ---------------------------------------------------------------------------------
@@ -368,8 +375,32 @@ class ClusterNode:
                 and raft.high_watermark >= raft.log_end_offset:
             log.info("node %d: active controller in epoch %d", self.node_id, raft.epoch)
             self._write(c.become_active(next_write_offset=raft.log_end_offset, now_ms=now))
+            self._next_rebalance_ms = now + self.rebalance_interval_ms
         if c.is_active:
             self._write(c.tick(now))
+            if self.rebalance_interval_ms > 0 and now >= self._next_rebalance_ms:
+                self._next_rebalance_ms = now + self.rebalance_interval_ms
+                self._rebalance_leaders(c)
+
+    def _rebalance_leaders(self, c: QuorumController) -> None:
+        """``auto.leader.rebalance.enable``: every ``leader.imbalance.check.interval.seconds`` the
+        active controller moves leadership back to each partition's preferred replica (the first
+        in its replica list) where that replica is in the ISR and active, as Kafka's controller
+        does, so leaders spread out again after failovers."""
+        image = c.latest_image
+        wanted: dict[str, list[int]] = {}
+        for view in image.partitions():
+            reg = view.registration
+            preferred = reg.preferred_leader
+            if reg.leader != preferred and preferred in reg.isr and image.is_active(preferred):
+                wanted.setdefault(view.topic_name, []).append(view.partition_id)
+        if not wanted:
+            return
+        req = ElectLeadersRequest(election_type=PREFERRED_ELECTION, timeout_ms=0, topic_partitions=[
+            ElectLeadersRequest.TopicPartitions(topic=t, partitions=ps) for t, ps in sorted(wanted.items())])
+        log.info("node %d: moving %d leaders back to their preferred replicas", self.node_id,
+                 sum(len(ps) for ps in wanted.values()))
+        self._write(c.handle_elect_leaders(req, version=ELECT_LEADERS_VERSION))
 
     def _write(self, result: ControllerResult[Any]) -> _Held | None:
         """Propose a controller result's records; the returned waiter gets the answer once they commit."""

@@ -1,6 +1,8 @@
 """``trafka cluster describe`` and ``trafka topics describe`` against a real three-node cluster:
-the quorum's voters, the brokers, a killed broker reported fenced, and each partition's leader,
-replicas and ISR moving after the kill."""
+the quorum's voters, the brokers, a killed broker reported fenced, each partition's leader,
+replicas and ISR moving after the kill, and back once the broker returns (it catches up, rejoins
+the ISR, and the controller's automatic rebalancing gives preferred replicas their leadership
+back)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pathlib import Path
 
 from tests.cluster.harness import ROOT, Cluster
 
-OVERRIDES = ("broker.session.timeout.ms=2000", "broker.heartbeat.interval.ms=400", "min.insync.replicas=2")
+OVERRIDES = ("broker.session.timeout.ms=2000", "broker.heartbeat.interval.ms=400", "min.insync.replicas=2",
+             "leader.imbalance.check.interval.seconds=2", "replica.lag.time.max.ms=3000")
 
 
 def _trafka(*args: str) -> str:
@@ -77,3 +80,15 @@ def test_cluster_and_topic_describe_follow_a_broker_failure(tmp_path: Path) -> N
         # The fenced broker leads nothing and left every ISR; the others lead and keep the data.
         assert "fenced or offline" in out
         assert len(isrs) == 3 and all(len(isr) == 2 for isr in isrs), topics
+
+        cluster.start(victim)
+        deadline = time.monotonic() + 30
+        while True:
+            topics = _trafka("topics", "describe", "--bootstrap-server", bootstrap, "--topic", "t")
+            rows = [line for line in topics.splitlines() if "Leader:" in line]
+            preferred = all(line.split("Leader: ")[1].split()[0] == line.split("Replicas: ")[1].split(",")[0]
+                            and len(line.split("Isr: ")[1].split()[0].split(",")) == 3 for line in rows)
+            if len(rows) == 3 and preferred:
+                break
+            assert time.monotonic() < deadline, topics
+            time.sleep(0.5)
