@@ -456,7 +456,9 @@ async def test_syncfs_waves_on_the_real_file_system(tmp_path: object) -> None:
     assert pending is not None and pending >= 0
     mgr = LogManager.open(fs, root + "/d", now_ms=0, default_config=LogConfig(flush_messages=1))
     logs = [mgr.get_or_create_log("t", p, now_ms=0) for p in range(4)]
-    committer = GroupCommitter(now_ms=lambda: 0, syncfs_files_min=2)
+    # Other processes' dirty pages on this file system must not switch syncfs off here (the dirty
+    # limit is the code under test elsewhere); this test is about the real syscall working.
+    committer = GroupCommitter(now_ms=lambda: 0, syncfs_files_min=2, syncfs_dirty_bytes_max=1 << 62)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(committer.run)
         for _ in range(3):
