@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import trio
 
 from broker.config import BrokerConfig, ConfigError, load
+from broker.core import Broker
 
 log = logging.getLogger("trafka")
 
@@ -33,7 +34,6 @@ def _wall_ms() -> int:
 async def serve(config: BrokerConfig, *, ready: trio.Event | None = None) -> None:
     """Run a broker until SIGTERM or SIGINT, then shut it down cleanly."""
     import broker.handlers  # noqa: F401  (registers the routes)
-    from broker.core import Broker
     from broker.server import Listener, Server
     from storage.fs import OsFileSystem
 
@@ -48,9 +48,9 @@ async def serve(config: BrokerConfig, *, ready: trio.Event | None = None) -> Non
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(server.run)
             b.advertised_address = _advertised(config, bound)
+            cluster_scope = trio.CancelScope()
             if b.cluster is not None and b.replicas is not None:
-                await nursery.start(b.cluster.run)
-                await nursery.start(b.replicas.run)
+                await nursery.start(_run_cluster, b, cluster_scope)
             log.info("trafka node %d serving %s (cluster %s), data in %s", b.node_id,
                      ", ".join(f"{h}:{p}" for h, p in bound), b.cluster_id, b.log_dir)
             print(f"trafka: listening on {', '.join(f'{h}:{p}' for h, p in bound)}", flush=True)
@@ -59,11 +59,27 @@ async def serve(config: BrokerConfig, *, ready: trio.Event | None = None) -> Non
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     log.info("shutting down")
+                    if b.cluster is not None:
+                        # Kafka's controlled shutdown: leaderships move away first, so clients
+                        # fail over at once instead of after broker.session.timeout.ms.
+                        await b.cluster.controlled_shutdown()
                     server.shutdown()
+                    cluster_scope.cancel()
                     break
     finally:
         b.close()
     log.info("stopped cleanly")
+
+
+async def _run_cluster(b: Broker, scope: trio.CancelScope, *,
+                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """The cluster node and the replica manager, until ``scope`` is cancelled (at shutdown)."""
+    assert b.cluster is not None and b.replicas is not None
+    with scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(b.cluster.run)
+            await nursery.start(b.replicas.run)
+            task_status.started()
 
 
 def _advertised(config: BrokerConfig, bound: list[tuple[str, int]]) -> tuple[str, int]:

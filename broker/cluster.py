@@ -74,6 +74,8 @@ log = logging.getLogger("trafka.cluster")
 QUORUM_STATE_FILE = "quorum-state"
 CONTROLLER_WAIT_MS_MAX = 30_000
 PRODUCER_IDS_WAIT_MS = 5_000
+CONTROLLED_SHUTDOWN_WAIT_MS = 10_000
+RESIGN_GRACE_MS = 200
 PREFERRED_ELECTION = 0
 ELECT_LEADERS_VERSION = 2  # how long a request waits for the controller's answer to commit
 SECURITY_PROTOCOL_PLAINTEXT = 0
@@ -86,6 +88,18 @@ def cluster_id_for_voters(voters: str) -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid5(_CLUSTER_NAMESPACE, voters).bytes).decode().rstrip("=")
+
+
+def controller_config(cfg: BrokerConfig, *, cluster_id: str) -> ControllerConfig:
+    """The controller's settings, from the broker's properties."""
+    return ControllerConfig(
+        cluster_id=cluster_id,
+        broker_session_timeout_ms=cfg.get_int("broker.session.timeout.ms"),
+        default_replication_factor=cfg.default_replication_factor,
+        num_partitions=cfg.num_partitions,
+        unclean_leader_election_enable=cfg.unclean_leader_election_enable,
+        delete_topic_enable=cfg.delete_topic_enable,
+    )
 
 
 class BrokerTopicConfigs(AnyTopicConfigs):
@@ -149,6 +163,9 @@ class ClusterNode:
         self._image_changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._producer_ids_lock = trio.Lock()
+        self._want_shutdown = False
+        self._shutdown_granted = trio.Event()
+        self._lifecycle_wake = trio.Event()
         cfg_values = broker.config
         self.rebalance_interval_ms = (cfg_values.get_int("leader.imbalance.check.interval.seconds") * 1000
                                       if cfg_values.get_bool("auto.leader.rebalance.enable") else 0)
@@ -169,7 +186,7 @@ class ClusterNode:
             cluster_id=b.cluster_id, log=mlog, store=store, rng=b.rng, now_ms=now, config=self.raft_config)
         if self.is_controller:
             self.controller = QuorumController(
-                ControllerConfig.from_broker_config(b.config, cluster_id=b.cluster_id), rng=b.rng,
+                controller_config(b.config, cluster_id=b.cluster_id), rng=b.rng,
                 topic_configs=BrokerTopicConfigs(b.config))
         log.info("node %d: metadata quorum of %s, %s", self.node_id, sorted(self.voters),
                  "voter" if self.raft.is_voter else "observer")
@@ -244,6 +261,22 @@ class ClusterNode:
         with trio.move_on_after(CONTROLLER_WAIT_MS_MAX / 1000):
             await held.done.wait()
         return held.response if held.response is not None else not_controller()
+
+    async def controlled_shutdown(self) -> None:
+        """Before stopping: ask the controller to move this broker's leaderships away (heartbeats
+        with WantShutDown until it answers ShouldShutDown, within ``controlled.shutdown`` wait of
+        ``CONTROLLED_SHUTDOWN_WAIT_MS``), then, if this node leads the metadata quorum, resign so
+        the voters elect another leader at once (EndQuorumEpoch)."""
+        self._want_shutdown = True
+        self._lifecycle_wake.set()
+        if self.is_broker and self.broker_epoch >= 0:
+            with trio.move_on_after(CONTROLLED_SHUTDOWN_WAIT_MS / 1000):
+                await self._shutdown_granted.wait()
+        raft = self.raft
+        if raft is not None and raft.is_leader:
+            raft.resign(self.now_ms())
+            self.wake()
+            await trio.sleep(RESIGN_GRACE_MS / 1000)  # time for the EndQuorumEpoch requests to leave
 
     async def allocate_producer_id(self) -> int | None:
         """A producer id unique in the cluster: from a block the controller handed this broker
@@ -467,17 +500,21 @@ class ClusterNode:
                 continue
             req = BrokerHeartbeatRequest(broker_id=self.node_id, broker_epoch=self.broker_epoch,
                                          current_metadata_offset=self.metadata_offset, want_fence=False,
-                                         want_shut_down=False)
+                                         want_shut_down=self._want_shutdown)
             resp = await self.controller_request(req, timeout_ms=int(interval_s * 1000), peers=self.lifecycle_peers)
             if isinstance(resp, BrokerHeartbeatResponse):
                 if resp.error_code == ErrorCode.STALE_BROKER_EPOCH:
                     self.broker_epoch = -1  # register again (the controller lost us)
                     continue
+                if resp.error_code == ErrorCode.NONE and resp.should_shut_down:
+                    self._shutdown_granted.set()
                 if resp.error_code == ErrorCode.NONE and resp.is_fenced != self.fenced:
                     self.fenced = resp.is_fenced
                     log.info("node %d is %s", self.node_id, "fenced" if self.fenced else "unfenced")
-            # A fenced broker asks again soon: it is waiting to be unfenced.
-            await trio.sleep(interval_s / 4 if self.fenced else interval_s)
+            # A fenced broker asks again soon: it is waiting to be unfenced; so does one shutting down.
+            with trio.move_on_after(interval_s / 4 if self.fenced or self._want_shutdown else interval_s):
+                await self._lifecycle_wake.wait()
+            self._lifecycle_wake = trio.Event()
 
 
 def _failed() -> _Held:

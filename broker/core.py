@@ -111,6 +111,7 @@ class Broker:
         self.cluster: ClusterNode | None = None
         self.replicas: ReplicaManager | None = None
         self.directory_id = uuid.UUID(int=0)
+        self._unassigned: dict[tuple[str, int], PartitionLog] = {}  # cluster mode: logs found at start
         # Set by the server once it is listening: the address Metadata advertises.
         self.advertised_address: tuple[str, int] = ("127.0.0.1", 9092)
         self.cluster_id = ""
@@ -128,7 +129,8 @@ class Broker:
     def open(self) -> None:
         """Load topics and recover every partition log (blocking; run before serving)."""
         self.fs.makedirs(self.log_dir)
-        self.topics.load()
+        if not self.config.controller_quorum_voters:
+            self.topics.load()  # in a cluster the metadata log is the catalogue
         self._load_producer_ids()
         self.logs = LogManager.open(
             self.fs, self.log_dir, now_ms=self.now_ms(),
@@ -142,8 +144,10 @@ class Broker:
             if name == METADATA_TOPIC:
                 continue
             if clustered:
-                # The metadata log says which partitions this broker leads or follows.
-                self.partitions[(name, index)] = PartitionState(log, self._load_producer_state(log))
+                # The metadata log says which partitions this broker leads or follows; until it
+                # has, the partition serves nobody (a restarted node must not act as a single
+                # node and acknowledge writes its leader will make it cut away).
+                self._unassigned[(name, index)] = log
                 continue
             if self.topics.get(name) is None:
                 # A stray partition of a deleted topic (a crash between the two steps of a delete).
@@ -421,7 +425,9 @@ class Broker:
         assert self.logs is not None
         state = self.partitions.get((topic, partition))
         if state is None:
-            log = self.logs.get_or_create_log(topic, partition, topic_id=topic_id, now_ms=self.now_ms())
+            log = self._unassigned.pop((topic, partition), None)
+            if log is None:
+                log = self.logs.get_or_create_log(topic, partition, topic_id=topic_id, now_ms=self.now_ms())
             state = PartitionState(log, self._load_producer_state(log))
             self.partitions[(topic, partition)] = state
         return state

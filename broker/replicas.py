@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from broker.cluster import ClusterNode
     from broker.core import Broker, PartitionState
 
-log = logging.getLogger("trafka.replicas")
+logger = logging.getLogger("trafka.replicas")
 
 TICK_MS = 250
 REPLICA_FETCH_VERSION = 17
@@ -190,7 +190,7 @@ class ReplicaManager:
         else:
             changed = state.replica.become_follower(lai, now_ms=now)
         if changed:
-            log.info("%s-%d: %s in leader epoch %d (ISR %s)", view.topic_name, view.partition_id,
+            logger.info("%s-%d: %s in leader epoch %d (ISR %s)", view.topic_name, view.partition_id,
                      "leader" if reg.leader == self.me else f"follower of {reg.leader}", reg.leader_epoch,
                      list(reg.isr))
         state.leader_epoch = max(state.leader_epoch, reg.leader_epoch)
@@ -305,13 +305,25 @@ class ReplicaManager:
                                                          api_version=REPLICA_FETCH_VERSION,
                                                          timeout_ms=self.socket_timeout_ms)
                 except PeerUnavailable as e:
-                    log.debug("fetch from leader %d failed: %s", leader, e)
+                    logger.debug("fetch from leader %d failed: %s", leader, e)
                     await trio.sleep(min(self.replica_config.replica_fetch_backoff_ms, 500) / 1000)
                     continue
                 for s, f, data in self._apply_fetch_response(fetches, resp):
                     await self._with_leader_end_offset(leader, s, f, data)
+                await self._make_durable(states)
         finally:
             self._fetchers.pop(leader, None)
+
+    async def _make_durable(self, states: list[PartitionState]) -> None:
+        """``flush.messages`` on a follower: what it appended is fsynced (group commit) before it
+        fetches again, since its next fetch offset tells the leader those records are safe here."""
+        for s in states:
+            log = s.log
+            if log.config.durable_appends and log.durable_offset < log.log_end_offset:
+                try:
+                    await self.broker.committer.wait_durable(log, log.log_end_offset - 1)
+                except OSError as e:
+                    logger.error("%s-%d: the follower could not make its log durable: %s", log.topic, log.partition, e)
 
     def _fetch_request(self, fetches: list[tuple[PartitionState, ReplicaFetch]]) -> FetchRequest:
         topics: dict[str, FetchRequest.FetchTopic] = {}
@@ -337,7 +349,7 @@ class ReplicaManager:
         need_end: list[tuple[PartitionState, ReplicaFetch, FetchResponse.PartitionData]] = []
         by_id = {t.topic_id: t for t in resp.responses}
         if resp.error_code != ErrorCode.NONE:
-            log.info("fetch refused by the leader: %s", ErrorCode(resp.error_code).name)
+            logger.info("fetch refused by the leader: %s", ErrorCode(resp.error_code).name)
         for s, f in fetches:
             replica = s.replica
             if replica is None:

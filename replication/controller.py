@@ -77,7 +77,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from protocol.error_codes import ErrorCode
 from protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest, AllocateProducerIdsResponse
@@ -135,9 +135,6 @@ from replication.records import (
     UnregisterBrokerRecord,
 )
 
-if TYPE_CHECKING:
-    from broker.config import BrokerConfig
-
 R = TypeVar("R")
 
 # The metadata.version this controller writes when it bootstraps an empty log: Kafka 3.9-IV0.
@@ -166,17 +163,6 @@ class ControllerConfig:
     delete_topic_enable: bool = True
     records_per_write_max: int = 10_000
     producer_id_block_size: int = 1000
-
-    @staticmethod
-    def from_broker_config(cfg: BrokerConfig, *, cluster_id: str) -> ControllerConfig:
-        return ControllerConfig(
-            cluster_id=cluster_id,
-            broker_session_timeout_ms=cfg.get_int("broker.session.timeout.ms"),
-            default_replication_factor=cfg.default_replication_factor,
-            num_partitions=cfg.num_partitions,
-            unclean_leader_election_enable=cfg.unclean_leader_election_enable,
-            delete_topic_enable=cfg.delete_topic_enable,
-        )
 
 
 class TopicConfigPolicy(Protocol):

@@ -200,3 +200,17 @@ def test_nothing_loads_an_event_loop() -> None:
     # With the real libraries too (crc32c loads socket, see the module docstring), trio and
     # asyncio stay out.
     assert probe(stub_third_party=False, watched=NEVER_LOADED) == []
+
+
+def test_replication_cores_import_no_io_modules() -> None:
+    """replication/'s state machines (Raft, controller, partition replicas, metadata) take
+    messages, time and randomness and return effects: none imports I/O, concurrency, a clock or
+    a random source itself (their storage goes through ``storage``'s FileSystem interface)."""
+    files = sorted((ROOT / "replication").glob("*.py"))
+    assert len(files) >= 8, files
+    bad = []
+    for path in files:
+        for line, name in imported_modules(path.read_text(encoding="utf-8"), str(path)):
+            if name.split(".")[0] in FORBIDDEN or name.split(".")[0] == "broker":
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert bad == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from broker.dispatch import RequestContext, route
-from broker.handlers.common import leader_epoch_error
+from broker.handlers.common import leader_epoch_error, not_leader
 from protocol.error_codes import ErrorCode
 from protocol.messages import ApiKey
 from protocol.messages.delete_records import DeleteRecordsRequest, DeleteRecordsResponse
@@ -39,7 +39,7 @@ async def list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffs
             r.error_code = leader_epoch_error(rp.current_leader_epoch, state.leader_epoch)
             if r.error_code != ErrorCode.NONE:
                 continue
-            if state.replica is not None and not state.replica.is_leader:
+            if not_leader(state):
                 r.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER  # in a cluster only the leader answers
                 continue
             log = state.log
@@ -84,6 +84,8 @@ async def offset_for_leader_epoch(ctx: RequestContext,
                 r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
             r.error_code = leader_epoch_error(rp.current_leader_epoch, state.leader_epoch)
+            if r.error_code == ErrorCode.NONE and not_leader(state):
+                r.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER
             if r.error_code == ErrorCode.NONE:
                 r.leader_epoch, r.end_offset = state.log.end_offset_for_epoch(rp.leader_epoch)
         topics.append(OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic=rt.topic, partitions=parts))
@@ -103,6 +105,9 @@ async def delete_records(ctx: RequestContext, req: DeleteRecordsRequest) -> Dele
             state = b.partition(rt.name, rp.partition_index)
             if state is None:
                 r.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            if not_leader(state):
+                r.error_code = ErrorCode.NOT_LEADER_OR_FOLLOWER
                 continue
             log = state.log
             offset = log.high_watermark if rp.offset == -1 else rp.offset  # -1: up to the high watermark

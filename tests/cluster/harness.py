@@ -149,12 +149,21 @@ class Cluster:
         node.client_proxy.heal()
         node.controller_proxy.heal()
 
+    def terminate(self, node_id: int) -> int:
+        """SIGTERM (a clean, controlled shutdown); the exit code."""
+        node = self.nodes[node_id]
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+        return node.proc.wait(timeout=STOP_S * 2)
+
     def stop(self) -> None:
+        """End every node at once (SIGKILL: the data directories are thrown away, and a clean
+        shutdown of the last nodes would wait for a quorum that is gone)."""
         for node in self.nodes.values():
             if node.proc is not None and node.proc.poll() is None:
                 if node.paused:
                     node.proc.send_signal(signal.SIGCONT)
-                node.proc.send_signal(signal.SIGTERM)
+                node.proc.send_signal(signal.SIGKILL)
         for node in self.nodes.values():
             if node.proc is not None:
                 try:

@@ -2,7 +2,8 @@
 the quorum's voters, the brokers, a killed broker reported fenced, each partition's leader,
 replicas and ISR moving after the kill, and back once the broker returns (it catches up, rejoins
 the ISR, and the controller's automatic rebalancing gives preferred replicas their leadership
-back)."""
+back); and SIGTERM is a controlled shutdown: the broker hands its leaderships over before it
+stops, cleanly."""
 
 from __future__ import annotations
 
@@ -92,3 +93,11 @@ def test_cluster_and_topic_describe_follow_a_broker_failure(tmp_path: Path) -> N
                 break
             assert time.monotonic() < deadline, topics
             time.sleep(0.5)
+
+        leader_of_0 = int(rows[0].split("Leader: ")[1].split()[0])
+        assert cluster.terminate(leader_of_0) == 0
+        node = cluster.nodes[leader_of_0]
+        assert "stopped cleanly" in node.log_paths[-1].read_text(), node.log_paths[-1].read_text()[-2000:]
+        other = next(n for n in cluster.nodes.values() if n.node_id != leader_of_0)
+        topics = _trafka("topics", "describe", "--bootstrap-server", other.bootstrap, "--topic", "t")
+        assert f"Leader: {leader_of_0}\t" not in topics, topics

@@ -1219,11 +1219,12 @@ def test_a_controller_loaded_from_a_snapshot_carries_on() -> None:
 
 
 def test_controller_config_from_the_broker_config() -> None:
+    from broker.cluster import controller_config
     from broker.config import from_properties
 
     cfg = from_properties({"broker.session.timeout.ms": "4000", "default.replication.factor": "3",
                            "num.partitions": "6", "unclean.leader.election.enable": "true",
                            "delete.topic.enable": "false"})
-    assert ControllerConfig.from_broker_config(cfg, cluster_id="c") == ControllerConfig(
+    assert controller_config(cfg, cluster_id="c") == ControllerConfig(
         cluster_id="c", broker_session_timeout_ms=4000, default_replication_factor=3, num_partitions=6,
         unclean_leader_election_enable=True, delete_topic_enable=False)
