@@ -23,36 +23,20 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from replication.metadata import RESOURCE_TOPIC, MetadataImage
+# Kafka's topic-name rules live with the metadata image (the controller applies them too).
+from replication.metadata import (
+    RESOURCE_TOPIC,
+    MetadataImage,
+    collision_key,
+)
 from storage.fs import FileSystem, read_whole, write_atomically
 
 TOPICS_FILE = "trafka-topics.json"
-TOPIC_NAME_CHARS_MAX = 249
-_LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
-
-
-def topic_name_error(name: str) -> str | None:
-    """Why ``name`` is not a legal topic name, or None."""
-    if not name:
-        return "topic name is empty"
-    if name in (".", ".."):
-        return f"topic name cannot be {name!r}"
-    if len(name) > TOPIC_NAME_CHARS_MAX:
-        return f"topic name is {len(name)} characters long; the limit is {TOPIC_NAME_CHARS_MAX}"
-    if not _LEGAL.match(name):
-        return f"topic name {name!r} has characters other than ASCII letters, digits, '.', '_' and '-'"
-    return None
-
-
-def collision_key(name: str) -> str:
-    """Kafka's metrics names replace '.' with '_', so two such topics may not coexist."""
-    return name.replace(".", "_")
 
 
 @dataclass(slots=True)

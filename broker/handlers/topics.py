@@ -14,12 +14,12 @@ from typing import Any
 
 from broker.config import describe_topic_configs, normalise_topic_config, validate_topic_configs
 from broker.dispatch import RequestContext, route
-from broker.topics import topic_name_error
 from protocol.error_codes import ErrorCode
 from protocol.messages import ApiKey
 from protocol.messages.create_partitions import CreatePartitionsRequest, CreatePartitionsResponse
 from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
+from replication.metadata import topic_name_error
 
 _logger = logging.getLogger(__name__)
 PARTITIONS_MAX = 100_000  # per topic; a guard against a request that would exhaust the disk
