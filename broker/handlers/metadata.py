@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from broker.dispatch import RequestContext, route, supported_versions
-from broker.topics import Topic, topic_name_error
+from broker.topics import Topic
 from protocol.error_codes import ErrorCode
 from protocol.messages import ApiKey
 from protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
@@ -13,6 +13,7 @@ from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsRes
 from protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
 from protocol.messages.metadata import MetadataRequest, MetadataResponse
 from protocol.primitives import ZERO_UUID
+from replication.metadata import topic_name_error
 
 # Kafka's "not requested" value for authorized-operations bitfields.
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
@@ -179,19 +180,21 @@ async def _auto_create_in_cluster(ctx: RequestContext, name: str) -> None:
 
 @route(ApiKey.DESCRIBE_CLUSTER, 0, 1)
 async def describe_cluster(ctx: RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse:
+    """The live brokers and the controller id, as Metadata names them (in a cluster: every
+    registered, unfenced broker from the metadata image; on a single node: this one)."""
     b = ctx.broker
-    host, port = _advertised(ctx)
     if req.endpoint_type != 1:  # 1 = brokers, 2 = controllers (KIP-919)
         error = ErrorCode.MISMATCHED_ENDPOINT_TYPE if req.endpoint_type == 2 else ErrorCode.UNSUPPORTED_ENDPOINT_TYPE
         return DescribeClusterResponse(error_code=error, endpoint_type=req.endpoint_type,
                                        error_message="this listener serves brokers (endpoint type 1)")
+    brokers = _brokers(ctx)
     return DescribeClusterResponse(
         error_code=ErrorCode.NONE,
         endpoint_type=req.endpoint_type,
         cluster_id=b.cluster_id,
-        controller_id=b.node_id,
-        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=b.node_id, host=host, port=port,
-                                                               rack=b.config.broker_rack)],
+        controller_id=_controller_id(ctx, brokers),
+        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=x.node_id, host=x.host, port=x.port,
+                                                               rack=x.rack) for x in brokers],
         cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations
                                        else AUTHORIZED_OPERATIONS_OMITTED),
     )
