@@ -3,7 +3,9 @@
 ``GroupCoordinator`` (coordinator.py) is the entry point: decoded requests and ``now_ms`` in,
 responses, completions of parked requests and ``__consumer_offsets`` records out. ``ClassicGroup``
 (classic.py) is one group's membership state machine; records.py is the byte format of what the
-coordinator persists. Nothing here performs I/O, reads a clock or draws random numbers.
+coordinator persists; errors.py shapes the answers of requests refused by a broker that does not
+coordinate the group (a cluster) or whose write failed. Nothing here performs I/O, reads a clock
+or draws random numbers.
 """
 
 from broker.group.classic import ClassicGroup, ClassicMember, GroupState, Waiter

@@ -77,9 +77,15 @@ for a consumer group answer UNKNOWN_MEMBER_ID, LeaveGroup names each member UNKN
 FENCED_INSTANCE_ID), DescribeGroups (v0-v5) describes it as Dead, and ConsumerGroupDescribe
 answers GROUP_ID_NOT_FOUND for a classic group; all as Kafka does.
 
-Not modelled (handled by the adapter or not at all): authorization; NOT_COORDINATOR and
-COORDINATOR_LOAD_IN_PROGRESS (this object is the coordinator of every group it is given);
-failed appends (Kafka reverts the change and answers with an error; here state is already
+Partitions. On a single node the coordinator holds every group (``load`` per partition at
+start). In a cluster the broker leads only some ``__consumer_offsets`` partitions:
+``load_partition`` takes over one partition's groups when the broker becomes its leader, and
+``unload_partition`` forgets them when it stops leading (parked JoinGroup and SyncGroup requests
+of those groups are answered NOT_COORDINATOR then, as Kafka's ``onGroupUnloaded`` does).
+
+Not modelled (handled by the adapter or not at all): authorization; answering NOT_COORDINATOR
+and COORDINATOR_LOAD_IN_PROGRESS for a group of a partition that is not loaded (the adapter
+knows which partitions it leads and gates requests before they get here); failed appends (Kafka reverts the change and answers with an error; here state is already
 changed); transactional offset commits (only a stub set of pending transactional offsets, which
 OffsetFetch with ``require_stable`` and offset expiry consult); per-group configs
 (KIP-848 ``IncrementalAlterConfigs`` on groups); classic members inside consumer groups.
@@ -349,6 +355,12 @@ class _Timers:
 
     def cancel(self, key: _TimerKey) -> None:
         self._live.pop(key, None)
+
+    def cancel_groups(self, group_ids: set[str]) -> None:
+        """Cancel every timer of these groups (the global offset-expiry timer has no group)."""
+        for key, (_, _, timer) in list(self._live.items()):
+            if timer.group_id and timer.group_id in group_ids:
+                del self._live[key]
 
     def is_scheduled(self, key: _TimerKey) -> bool:
         return key in self._live
@@ -1921,11 +1933,15 @@ class GroupCoordinator:
         and streams groups are skipped. Raises ``ProtocolError`` on a malformed record.
         Transaction markers and transactional commits are not handled: pass committed records.
         """
+        return self._load(records, now_ms, None)
+
+    def _load(self, records: Iterable[tuple[bytes | bytearray | memoryview, bytes | bytearray | memoryview | None]],
+              now_ms: int, partition: int | None) -> CoordinatorResult[None]:
         self._begin(now_ms)
         touched: dict[str, None] = {}
         for raw_key, raw_value in records:
             key = rec.decode_key(raw_key)
-            if isinstance(key, rec.UnknownKey):
+            if isinstance(key, rec.UnknownKey) or (partition is not None and self.partition_for(key.group) != partition):
                 continue
             self._replay(key, rec.decode_value(key, raw_value))
             touched[key.group] = None
@@ -1946,6 +1962,49 @@ class GroupCoordinator:
                 self._schedule_heartbeat(group_id, member.member_id, member.session_timeout_ms)
             if len(group.members) > self.config.group_members_max:
                 self._prepare_rebalance(group, "loaded group is over the size limit")
+        return self._finish(None)
+
+    def load_partition(self, partition: int,
+                       records: Iterable[tuple[bytes | bytearray | memoryview, bytes | bytearray | memoryview | None]],
+                       *, now_ms: int) -> CoordinatorResult[None]:
+        """Take over the groups of one ``__consumer_offsets`` partition, from its records in log
+        order (a broker that became the partition's leader). As ``load``, except that records
+        of groups that belong to another partition (``partition_for``) are skipped: this
+        coordinator could never serve them from here, and ``unload_partition`` would not find
+        them. The partition's groups must not be loaded already (unload them first)."""
+        assert not self.partition_group_ids(partition), f"partition {partition} is loaded already"
+        return self._load(records, now_ms, partition)
+
+    def partition_group_ids(self, partition: int) -> list[str]:
+        """Ids of the groups (with members, or only offsets) this coordinator holds for ``partition``."""
+        ids = dict.fromkeys([*self._groups, *self._consumer_groups, *self._offsets])
+        ids.update((g, None) for g, _, _ in self.pending_transactional_offsets)
+        return [g for g in ids if self.partition_for(g) == partition]
+
+    def unload_partition(self, partition: int, *, now_ms: int) -> CoordinatorResult[None]:
+        """Give up the groups of one ``__consumer_offsets`` partition (this broker no longer
+        leads it): they, their offsets and their timers are forgotten, and every parked
+        JoinGroup and SyncGroup of theirs is answered NOT_COORDINATOR (Kafka's
+        ``onGroupUnloaded``), so the members look for the new coordinator. No records, and no
+        timer runs: nothing more may be written to a partition this broker does not lead."""
+        self._out = _Out()
+        self._now_ms = now_ms
+        group_ids = self.partition_group_ids(partition)
+        gone = set(group_ids)
+        for group_id in group_ids:
+            group = self._groups.pop(group_id, None)
+            if group is not None:
+                for member in group.members.values():
+                    if member.join_waiter is not None:
+                        self._deliver_join(member.join_waiter, _join_error(member.member_id, ErrorCode.NOT_COORDINATOR))
+                        member.join_waiter = None
+                    if member.sync_waiter is not None:
+                        self._deliver_sync(member.sync_waiter, SyncGroupResponse(error_code=ErrorCode.NOT_COORDINATOR))
+                        member.sync_waiter = None
+            self._consumer_groups.pop(group_id, None)
+            self._offsets.pop(group_id, None)
+        self.pending_transactional_offsets = {k for k in self.pending_transactional_offsets if k[0] not in gone}
+        self._timers.cancel_groups(gone)
         return self._finish(None)
 
     # --- timers ----------------------------------------------------------------------------------
