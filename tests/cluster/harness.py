@@ -24,6 +24,7 @@ from tests.cluster.proxy import FaultProxy
 ROOT = Path(__file__).resolve().parents[2]
 START_S = 30.0
 STOP_S = 10.0
+PORT_RETRIES = 3
 
 
 def free_port() -> int:
@@ -87,21 +88,46 @@ class Cluster:
         return args
 
     def start(self, node_id: int | None = None) -> None:
-        for node in ([self.nodes[node_id]] if node_id is not None else self.nodes.values()):
-            assert not node.running
-            node.starts += 1
-            out = self.base / f"node-{node.node_id}.{node.starts}.log"
-            node.log_paths.append(out)
-            with open(out, "wb") as f:
-                node.proc = subprocess.Popen(self._args(node), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-            node.paused = False
+        """Start one node (or all), waiting until each listens. A free port found by binding and
+        releasing it can be taken by someone else before the node binds it: then the node gets
+        new ports (its proxies follow) and starts again."""
+        nodes = [self.nodes[node_id]] if node_id is not None else list(self.nodes.values())
+        for node in nodes:
+            self._spawn(node)
+        for node in nodes:
+            for _ in range(PORT_RETRIES):
+                if self._wait_listening(node):
+                    break
+                node.port, node.controller_port = free_port(), free_port()
+                node.client_proxy.target = ("127.0.0.1", node.port)
+                node.controller_proxy.target = ("127.0.0.1", node.controller_port)
+                self._spawn(node)
+            else:
+                raise RuntimeError(f"node {node.node_id} did not start:\n"
+                                   f"{node.log_paths[-1].read_text(errors='replace')[-3000:]}")
+
+    def _spawn(self, node: Node) -> None:
+        assert not node.running
+        node.starts += 1
+        out = self.base / f"node-{node.node_id}.{node.starts}.log"
+        node.log_paths.append(out)
+        with open(out, "wb") as f:
+            node.proc = subprocess.Popen(self._args(node), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        node.paused = False
+
+    def _wait_listening(self, node: Node) -> bool:
+        """True once the node listens; False if it exited because a port was taken."""
         deadline = time.monotonic() + START_S
-        for node in ([self.nodes[node_id]] if node_id is not None else self.nodes.values()):
-            while b"trafka: listening" not in node.log_paths[-1].read_bytes():
-                if not node.running or time.monotonic() > deadline:
-                    raise RuntimeError(f"node {node.node_id} did not start:\n"
-                                       f"{node.log_paths[-1].read_text(errors='replace')[-3000:]}")
-                time.sleep(0.02)
+        while b"trafka: listening" not in node.log_paths[-1].read_bytes():
+            if not node.running:
+                if b"Address already in use" in node.log_paths[-1].read_bytes():
+                    return False
+                raise RuntimeError(f"node {node.node_id} exited:\n"
+                                   f"{node.log_paths[-1].read_text(errors='replace')[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {node.node_id} did not start within {START_S} s")
+            time.sleep(0.02)
+        return True
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Until every node is a registered, unfenced broker in the metadata."""
