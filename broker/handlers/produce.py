@@ -158,6 +158,10 @@ def _append(ctx: RequestContext, req: ProduceRequest, state: PartitionState,
     if result.flush_needed and req.acks != 0:
         durable_waits.append((state, result.last_offset))
     b.advance_high_watermark(state)
+    if replica is not None:
+        # Followers' fetches parked on this partition read the new batch now, not after their
+        # replica.fetch.wait.max.ms: acks=all waits for them (Kafka completes them on append).
+        state.wake()
     response = PartitionResponse(index=pd.index, error_code=ErrorCode.NONE, base_offset=result.first_offset,
                                  log_append_time_ms=result.log_append_time_ms,
                                  log_start_offset=result.log_start_offset)
