@@ -485,13 +485,21 @@ class ClusterNode:
 
     async def _lifecycle_loop(self) -> None:
         interval_s = self.broker.config.get_int("broker.heartbeat.interval.ms") / 1000
+        session_ms = self.broker.config.get_int("broker.session.timeout.ms")
         while True:
             if self.broker_epoch < 0:
-                resp = await self.controller_request(self._registration(), timeout_ms=int(interval_s * 1000),
+                # The answer waits for the record to commit, which may take longer than a heartbeat
+                # interval, and a retry writes another registration record: give it as long as a
+                # heartbeat gets (the session timeout).
+                resp = await self.controller_request(self._registration(), timeout_ms=session_ms,
                                                      peers=self.lifecycle_peers)
                 if isinstance(resp, BrokerRegistrationResponse) and resp.error_code == ErrorCode.NONE:
                     self.broker_epoch = resp.broker_epoch
                     log.info("node %d registered with broker epoch %d", self.node_id, self.broker_epoch)
+                    # Partition roles wait for the registration (broker.replicas): publish the
+                    # image again now that they may be taken.
+                    for callback in self.on_image:
+                        callback(self.image, self.image)
                     continue
                 if resp is not None:
                     log.info("node %d: registration refused: %s", self.node_id,
@@ -501,7 +509,7 @@ class ClusterNode:
             req = BrokerHeartbeatRequest(broker_id=self.node_id, broker_epoch=self.broker_epoch,
                                          current_metadata_offset=self.metadata_offset, want_fence=False,
                                          want_shut_down=self._want_shutdown)
-            resp = await self.controller_request(req, timeout_ms=int(interval_s * 1000), peers=self.lifecycle_peers)
+            resp = await self.controller_request(req, timeout_ms=session_ms, peers=self.lifecycle_peers)
             if isinstance(resp, BrokerHeartbeatResponse):
                 if resp.error_code == ErrorCode.STALE_BROKER_EPOCH:
                     self.broker_epoch = -1  # register again (the controller lost us)

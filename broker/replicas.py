@@ -35,7 +35,7 @@ from protocol.messages.alter_partition import AlterPartitionRequest, AlterPartit
 from protocol.messages.fetch import FetchRequest, FetchResponse
 from protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
 from protocol.records import iter_batches
-from replication.metadata import MetadataImage, PartitionView, local_changes
+from replication.metadata import EMPTY_IMAGE, MetadataImage, PartitionView, local_changes
 from replication.partition import (
     AlterPartitionProposal,
     FetchOutcome,
@@ -125,6 +125,7 @@ class ReplicaManager:
         self._produce_waits: dict[tuple[str, int, int], ProduceWait] = {}
         self._fetchers: dict[int, trio.Event] = {}  # leader id -> its fetcher's wake-up
         self._nursery: trio.Nursery | None = None
+        self._roles_from = EMPTY_IMAGE  # the image the partitions' roles were last taken from
         node.on_image.append(self.apply_image)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -146,7 +147,14 @@ class ReplicaManager:
                 ep = reg.endpoint(self.inter_broker_listener) or (reg.endpoints[0] if reg.endpoints else None)
                 if ep is not None:
                     self.data_peers.set_address(bid, (ep.host, ep.port))
-        changes = local_changes(old, new, self.me)
+        # Roles only once this incarnation is registered and the image has caught up with its
+        # registration (Kafka's broker waits for both before it publishes metadata): a node back
+        # from a crash that lost data must not lead by the old image, whose leaders the controller
+        # has not yet moved off its previous incarnation.
+        if not self._may_take_roles(new):
+            return
+        changes = local_changes(self._roles_from, new, self.me)
+        self._roles_from = new
         for view in changes.deletes:
             self._remove(view)
         for view in (*changes.leaders, *changes.followers):
@@ -174,6 +182,11 @@ class ReplicaManager:
                     held.replica.set_min_insync_replicas(min_isr, now_ms=now)
                     self.drain(held)
         self._start_fetchers()
+
+    def _may_take_roles(self, image: MetadataImage) -> bool:
+        epoch = self.node.broker_epoch
+        reg = image.brokers.get(self.me)
+        return epoch >= 0 and image.offset >= epoch and reg is not None and reg.epoch == epoch
 
     def _apply(self, view: PartitionView, now: int) -> None:
         b = self.broker
