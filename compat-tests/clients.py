@@ -58,28 +58,44 @@ class Client:
                 return "java is not on PATH"
             if not list((JAVA_DIR / "lib").glob("kafka-clients-3.9*.jar")):
                 return f"the Kafka Java client jars are not in {JAVA_DIR / 'lib'}; {INSTALL_HINT}"
-            if not (JAVA_DIR / "build" / "JavaDriver.class").is_file():
+            compiled = JAVA_DIR / "build" / "JavaDriver.class"
+            if not compiled.is_file():
                 return f"the Java driver is not compiled into {JAVA_DIR / 'build'}; {INSTALL_HINT}"
+            if compiled.stat().st_mtime < (JAVA_DIR / "JavaDriver.java").stat().st_mtime:
+                return f"{compiled} is older than JavaDriver.java; {INSTALL_HINT}"
         return None
 
 
+# What each client cannot do. The cluster rows (cluster_scenarios.py) are here too: a client
+# without the admin call is n/a for its row, never a pass.
+_NO_OFFLINE_RLK = "librdkafka keeps no offline replicas from Metadata (its partition metadata has leader, replicas, ISR)"
 CLIENTS = (
     Client("kafka-python", "murmur2", {
         "group_kip848": "kafka-python has no KIP-848 consumer (group.protocol=consumer)",
     }),
-    Client("confluent-kafka", "crc32"),
+    Client("confluent-kafka", "crc32", {
+        "cluster_offline_replicas": _NO_OFFLINE_RLK,
+        "cluster_reassign": "confluent-kafka's AdminClient has no alter or list partition reassignments",
+    }),
     Client("aiokafka", "murmur2", {
         "group_cooperative": "aiokafka has no cooperative-sticky assignor (eager rebalancing only)",
         "group_kip848": "aiokafka has no KIP-848 consumer (group.protocol=consumer)",
+        "cluster_elect_leaders": "aiokafka's admin client has no leader election",
+        "cluster_reassign": "aiokafka's admin client has no alter or list partition reassignments",
     }),
     Client("kcat", "crc32", {
         "admin": "kcat has no admin commands",
         "group_kip848": "Debian's kcat links librdkafka 2.0.2, which predates group.protocol=consumer",
+        "cluster_offline_replicas": _NO_OFFLINE_RLK + "; kcat -L prints what it has",
+        "cluster_describe": "kcat has no admin commands",
+        "cluster_elect_leaders": "kcat has no admin commands",
+        "cluster_reassign": "kcat has no admin commands",
     }),
     Client("kafkajs", "murmur2", {
         "group_cooperative": "kafkajs rebalances eagerly only (no cooperative-sticky assigner)",
         "group_static": "kafkajs has no static membership (group.instance.id)",
         "group_kip848": "kafkajs has no KIP-848 consumer (group.protocol=consumer)",
+        "cluster_elect_leaders": "kafkajs's admin client has no leader election",
     }),
     Client("java", "murmur2"),
 )

@@ -109,6 +109,11 @@ class GroupMember:
     def records(self) -> list[list[int]]:
         return [r for e in self.events("records") for r in e["records"]]
 
+    def step_line(self) -> dict[str, Any] | None:
+        """The step line the driver printed when it finished (None before that)."""
+        with self._lock:
+            return self._step
+
     def failure(self) -> str | None:
         """Why the member is no good any more: an error it reported, or an exit nobody asked for."""
         errors = self.events("error")

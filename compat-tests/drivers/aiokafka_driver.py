@@ -25,6 +25,7 @@ from aiokafka.errors import OffsetOutOfRangeError  # noqa: E402
 
 from common import (  # noqa: E402
     Counted,
+    FailoverRun,
     MemberEvents,
     Params,
     Unsupported,
@@ -314,7 +315,108 @@ async def group_member(bootstrap: str, params: Params) -> dict[str, Any]:
     return {"consumed": len(counted.records)}
 
 
+# --- the cluster matrix ------------------------------------------------------------------------------
+
+
+async def _describe(bootstrap: str, topic: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """aiokafka's admin describe calls are Metadata requests, answered as the response's dicts
+    (offline replicas included)."""
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
+    try:
+        await client.start()
+        cluster = await client.describe_cluster()
+        (described,) = await client.describe_topics([topic])
+        return cluster, described
+    finally:
+        await client.close()
+
+
+def _partitions(topic: str, described: dict[str, Any]) -> list[dict[str, Any]]:
+    if described["error_code"]:
+        raise RuntimeError(f"Metadata answered error {described['error_code']} for {topic}")
+    return [{"partition": p["partition"], "leader": p["leader"], "replicas": p["replicas"], "isr": p["isr"],
+             "offline": p.get("offline_replicas")}
+            for p in sorted(described["partitions"], key=lambda p: p["partition"])]
+
+
+def _brokers(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"node_id": b["node_id"], "host": b["host"], "port": b["port"]} for b in cluster["brokers"]]
+
+
+async def cluster_metadata(bootstrap: str, params: Params) -> dict[str, Any]:
+    cluster, described = await _describe(bootstrap, params["topic"])
+    return {"brokers": _brokers(cluster), "partitions": _partitions(params["topic"], described)}
+
+
+async def cluster_describe(bootstrap: str, params: Params) -> dict[str, Any]:
+    cluster, described = await _describe(bootstrap, params["topic"])
+    partitions = _partitions(params["topic"], described)
+    for p in partitions:
+        del p["offline"]
+    return {"cluster_id": cluster["cluster_id"], "controller_id": cluster["controller_id"],
+            "brokers": _brokers(cluster), "partitions": partitions}
+
+
+async def failover(bootstrap: str, params: Params) -> dict[str, Any]:
+    run = FailoverRun(params, MemberEvents())
+    tp = TopicPartition(run.topic, run.partition)
+    drain_deadline = [float("inf")]
+
+    async def consume() -> None:
+        consumer = _consumer(bootstrap, fetch_max_wait_ms=100)
+        try:
+            await consumer.start()
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while not (run.events.stop.is_set() and run.drained()) and not expired(drain_deadline[0]):
+                for batch in (await consumer.getmany(timeout_ms=100)).values():
+                    for m in batch:
+                        run.on_consumed(m.offset, text(m.value))
+        except Exception as exc:
+            run.on_fatal(f"consumer: {describe_error(exc)}")
+        finally:
+            await consumer.stop()
+
+    def settle(index: int) -> Any:
+        def done(future: asyncio.Future[Any]) -> None:
+            if future.cancelled():
+                run.on_fail(index, "cancelled")
+            elif future.exception() is not None:
+                run.on_fail(index, describe_error(future.exception()))  # type: ignore[arg-type]
+            else:
+                run.on_ack(index, future.result().offset)
+        return done
+
+    reader = asyncio.create_task(consume())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+                                request_timeout_ms=REQUEST_TIMEOUT_MS)
+    await producer.start()
+    try:
+        while not run.events.stop.is_set() and not run.fatal:
+            while run.sent < run.due():
+                index = run.next_index()
+                future = await producer.send(run.topic, value=run.value(index).encode(), partition=run.partition)
+                future.add_done_callback(settle(index))
+            run.progress()
+            await asyncio.sleep(0.01)
+        drain_deadline[0] = deadline_after(run.drain_timeout_s)
+        await asyncio.wait_for(producer.flush(), run.drain_timeout_s)
+        while not run.drained() and not expired(drain_deadline[0]):
+            run.progress()
+            await asyncio.sleep(0.05)
+    finally:
+        drain_deadline[0] = 0.0
+        await producer.stop()
+        await asyncio.wait_for(reader, 15)
+    run.progress(force=True)
+    run.events.emit("closed")
+    return run.result()
+
+
 ASYNC_HANDLERS = {
+    "cluster_metadata": cluster_metadata,
+    "cluster_describe": cluster_describe,
+    "failover": failover,
     "metadata": metadata,
     "admin": admin,
     "produce_consume": produce_consume,
@@ -335,7 +437,7 @@ STEP_TIMEOUT_S = 60.0
 
 def _sync(handler: Any) -> Any:
     async def bounded(bootstrap: str, params: Params) -> dict[str, Any]:
-        if handler is group_member:  # runs until the harness closes its stdin
+        if handler in (group_member, failover):  # run until the harness closes their stdin
             return await handler(bootstrap, params)
         return await asyncio.wait_for(handler(bootstrap, params), STEP_TIMEOUT_S)
 

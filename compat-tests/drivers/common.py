@@ -42,6 +42,34 @@ it then commits the offset after the last of them, synchronously, and closes. It
 ``heartbeat_interval_ms``, ``assignor`` (``range``, ``roundrobin``, ``cooperative-sticky`` or null
 for the client's default), ``instance_id`` (``group.instance.id``, null for a dynamic member),
 ``protocol`` (``classic``, or ``consumer`` for KIP-848), ``report_records`` and ``consume_count``.
+
+The cluster matrix (compat-tests/cluster_scenarios.py) adds admin and metadata scenarios, run in
+plans like the others:
+
+    cluster_metadata   {topic}  -> {brokers: [{node_id, host, port}], partitions: [{partition, leader,
+                       replicas, isr, offline}]}, from the client's Metadata (offline is null when
+                       the client does not expose offline replicas)
+    cluster_describe   {topic}  -> {cluster_id, controller_id, brokers, partitions: [{partition,
+                       leader, replicas, isr}]}, from the admin client's describe cluster and topics
+    elect_leaders      {topic, partition, preferred, wait_ms} -> {error, leader_after}: a preferred
+                       election; then the leader the client sees, polled until it is ``preferred``
+                       or ``wait_ms`` passed
+    alter_reassignment {topic, partition, replicas} -> {error}
+    list_reassignments {topic, partition} -> {ongoing: [{partition, replicas, adding, removing}]}
+
+and one long-running scenario, ``failover`` (run with ``--scenario``, stopped like a group member
+by the end of its standard input). It consumes ``topic``/``partition`` from offset 0 (an assigned
+consumer where the client has one) while it produces the values ``f-000000``, ``f-000001``, ... to
+it at ``rate_per_s`` with acks=all and idempotence, retrying as long as the client allows. Every
+``PROGRESS_INTERVAL_S`` it prints ``{"event": "progress", "sent", "acked", "consumed",
+"last_consumed", "wall_ms"}`` (last_consumed: the number in the last value read, -1 before the
+first; wall_ms: the wall clock when the counts were taken, which the harness compares with the
+time of its faults). When
+its standard input ends it stops sending, waits for every send to be acknowledged or to fail,
+then for the consumer to read everything acknowledged (at most ``drain_timeout_ms`` in all), and
+returns ``{sent, acked: [[number, offset or null]] or null, failed: [[number, error]], consumed:
+[[offset, value]], client_errors: [...], fatal: [...]}``. ``client_errors`` are the errors the
+client reported and retried past (a broker went away); ``fatal`` the ones it gave up on.
 """
 
 from __future__ import annotations
@@ -173,6 +201,104 @@ class Counted:
         for partition, offset in self.records:
             out[partition] = max(out.get(partition, 0), offset + 1)
         return out
+
+
+PROGRESS_INTERVAL_S = 0.2
+CLIENT_ERRORS_KEPT = 50
+
+
+class FailoverRun:
+    """The bookkeeping of the ``failover`` scenario, shared by the threads of a driver (the
+    producer's callbacks, the consumer loop, the main loop): what was sent, acknowledged, failed
+    and consumed, and the progress lines the harness acts on."""
+
+    def __init__(self, params: Params, events: MemberEvents) -> None:
+        self.topic: str = params["topic"]
+        self.partition: int = params.get("partition", 0)
+        self.rate_per_s: float = params.get("rate_per_s", 100)
+        self.drain_timeout_s: float = params.get("drain_timeout_ms", 60_000) / 1000
+        self.events = events
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._last_progress = 0.0
+        self.sent = 0
+        self.acked: dict[int, int | None] = {}
+        self.failed: dict[int, str] = {}
+        self.consumed: list[tuple[int, str | None]] = []
+        self.offsets_read: set[int] = set()  # a group consumer may be handed an offset twice
+        self.last_consumed = -1
+        self.client_errors: list[str] = []
+        self.fatal: list[str] = []
+
+    @staticmethod
+    def value(index: int) -> str:
+        return f"f-{index:06d}"
+
+    def due(self) -> int:
+        """How many records should have been sent by now at the scenario's rate."""
+        return int((time.monotonic() - self._started) * self.rate_per_s) + 1
+
+    def next_index(self) -> int:
+        with self._lock:
+            index = self.sent
+            self.sent += 1
+            return index
+
+    def on_ack(self, index: int, offset: int | None) -> None:
+        with self._lock:
+            self.acked[index] = offset
+
+    def on_fail(self, index: int, error: str) -> None:
+        with self._lock:
+            self.failed[index] = error
+
+    def on_consumed(self, offset: int, value: str | None) -> None:
+        with self._lock:
+            self.consumed.append((offset, value))
+            self.offsets_read.add(offset)
+            if value is not None and value.startswith("f-"):
+                self.last_consumed = max(self.last_consumed, int(value[2:]))
+
+    def on_client_error(self, error: str) -> None:
+        with self._lock:
+            if len(self.client_errors) < CLIENT_ERRORS_KEPT:
+                self.client_errors.append(error)
+
+    def on_fatal(self, error: str) -> None:
+        with self._lock:
+            self.fatal.append(error)
+
+    def resolved(self) -> bool:
+        with self._lock:
+            return len(self.acked) + len(self.failed) >= self.sent
+
+    def drained(self) -> bool:
+        """Everything acknowledged was read (or something went wrong for good)."""
+        with self._lock:
+            return bool(self.fatal) or (len(self.acked) + len(self.failed) >= self.sent
+                                        and len(self.offsets_read) >= len(self.acked))
+
+    def progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        with self._lock:
+            fields = {"sent": self.sent, "acked": len(self.acked), "failed": len(self.failed),
+                      "consumed": len(self.consumed), "last_consumed": self.last_consumed,
+                      "wall_ms": int(time.time() * 1000)}
+        self.events.emit("progress", **fields)
+
+    def result(self, acks_known: bool = True) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "sent": self.sent,
+                "acked": sorted([i, o] for i, o in self.acked.items()) if acks_known else None,
+                "failed": sorted([i, e] for i, e in self.failed.items()),
+                "consumed": [[o, v] for o, v in self.consumed],
+                "client_errors": list(self.client_errors),
+                "fatal": list(self.fatal),
+            }
 
 
 def _parse_args(argv: list[str] | None) -> tuple[str, list[dict[str, Any]]]:

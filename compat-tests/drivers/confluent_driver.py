@@ -8,6 +8,7 @@ the exception: one member of a consumer group that the harness drives (see commo
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ import confluent_kafka  # noqa: E402
 from confluent_kafka import (  # noqa: E402
     OFFSET_BEGINNING,
     Consumer,
+    ElectionType,
     KafkaError,
     KafkaException,
     Producer,
@@ -36,6 +38,7 @@ from confluent_kafka.admin import (  # noqa: E402
 
 from common import (  # noqa: E402
     Counted,
+    FailoverRun,
     MemberEvents,
     Params,
     deadline_after,
@@ -330,7 +333,125 @@ def group_member(bootstrap: str, params: Params) -> dict[str, Any]:
     return {"consumed": len(counted.records)}
 
 
+# --- the cluster matrix ------------------------------------------------------------------------------
+
+
+def cluster_metadata(bootstrap: str, params: Params) -> dict[str, Any]:
+    """librdkafka's Metadata view; it does not keep the offline replicas."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    cluster = admin.list_topics(params["topic"], timeout=TIMEOUT_S)
+    topic = cluster.topics[params["topic"]]
+    if topic.error is not None:
+        raise KafkaException(topic.error)
+    return {
+        "brokers": [{"node_id": b.id, "host": b.host, "port": b.port} for b in cluster.brokers.values()],
+        "partitions": [{"partition": pid, "leader": p.leader, "replicas": list(p.replicas), "isr": list(p.isrs),
+                        "offline": None} for pid, p in sorted(topic.partitions.items())],
+    }
+
+
+def cluster_describe(bootstrap: str, params: Params) -> dict[str, Any]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    cluster = admin.describe_cluster(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S)
+    (future,) = admin.describe_topics(TopicCollection([params["topic"]]), request_timeout=TIMEOUT_S).values()
+    topic = future.result(timeout=TIMEOUT_S)
+    return {
+        "cluster_id": cluster.cluster_id,
+        "controller_id": None if cluster.controller is None else cluster.controller.id,
+        "brokers": [{"node_id": n.id, "host": n.host, "port": n.port} for n in cluster.nodes],
+        "partitions": [{"partition": p.id, "leader": None if p.leader is None else p.leader.id,
+                        "replicas": [n.id for n in p.replicas], "isr": [n.id for n in p.isr]}
+                       for p in sorted(topic.partitions, key=lambda p: p.id)],
+    }
+
+
+def _leader(admin: AdminClient, topic: str, partition: int) -> int | None:
+    p = admin.list_topics(topic, timeout=TIMEOUT_S).topics[topic].partitions.get(partition)
+    return None if p is None else p.leader
+
+
+def elect_leaders(bootstrap: str, params: Params) -> dict[str, Any]:
+    topic, partition = params["topic"], params["partition"]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    tp = TopicPartition(topic, partition)
+    # No timeout keywords: confluent-kafka 2.16 fails to parse them here (a SystemError).
+    results = admin.elect_leaders(ElectionType.PREFERRED, [tp]).result(timeout=TIMEOUT_S)
+    errors = [str(err) for got, err in results.items()
+              if (got.topic, got.partition) == (topic, partition) and err is not None]
+    if not any((got.topic, got.partition) == (topic, partition) for got in results):
+        errors.append(f"no result for {topic}-{partition} in {results}")
+    leader = _leader(admin, topic, partition)
+    deadline = deadline_after(params["wait_ms"] / 1000)
+    while leader != params["preferred"] and not expired(deadline):
+        time.sleep(0.2)
+        leader = _leader(admin, topic, partition)
+    return {"error": errors[0] if errors else None, "leader_after": leader}
+
+
+def failover(bootstrap: str, params: Params) -> dict[str, Any]:
+    run = FailoverRun(params, MemberEvents())
+    drain_deadline = [float("inf")]
+
+    def on_error(err: KafkaError) -> None:
+        (run.on_fatal if err.fatal() else run.on_client_error)(f"{err.name()}: {err.str()}")
+
+    def consume() -> None:
+        consumer = _consumer(bootstrap, error_cb=on_error)
+        try:
+            consumer.assign([TopicPartition(run.topic, run.partition, OFFSET_BEGINNING)])
+            while not (run.events.stop.is_set() and run.drained()) and not expired(drain_deadline[0]):
+                msg = consumer.poll(0.1)
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        on_error(err)
+                    continue
+                run.on_consumed(msg.offset() or 0, text(msg.value()))  # a record always has its offset
+        except Exception as exc:
+            run.on_fatal(f"consumer: {type(exc).__name__}: {exc}")
+        finally:
+            consumer.close()
+
+    def delivered(index: int) -> Any:
+        def callback(err: KafkaError | None, msg: Any) -> None:
+            if err is None:
+                run.on_ack(index, msg.offset())
+            else:
+                run.on_fail(index, f"{err.name()}: {err.str()}")
+        return callback
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                         "message.timeout.ms": int(run.drain_timeout_s * 1000), "error_cb": on_error})
+    try:
+        while not run.events.stop.is_set() and not run.fatal:
+            while run.sent < run.due():
+                index = run.next_index()
+                producer.produce(run.topic, value=run.value(index).encode(), partition=run.partition,
+                                 on_delivery=delivered(index))
+            producer.poll(0.01)
+            run.progress()
+        drain_deadline[0] = deadline_after(run.drain_timeout_s)
+        producer.flush(run.drain_timeout_s)
+        while not run.drained() and not expired(drain_deadline[0]):
+            run.progress()
+            time.sleep(0.05)
+    finally:
+        drain_deadline[0] = 0.0
+        reader.join(timeout=15)
+    run.progress(force=True)
+    run.events.emit("closed")
+    return run.result()
+
+
 HANDLERS = {
+    "cluster_metadata": cluster_metadata,
+    "cluster_describe": cluster_describe,
+    "elect_leaders": elect_leaders,
+    "failover": failover,
     "metadata": metadata,
     "admin": admin,
     "produce_consume": produce_consume,

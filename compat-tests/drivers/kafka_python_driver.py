@@ -7,6 +7,7 @@ consumer group that the harness drives (see common.py).
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,12 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor  # noqa: E402
 from kafka.coordinator.assignors.range import RangePartitionAssignor  # noqa: E402
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor  # noqa: E402
-from kafka.errors import OffsetOutOfRangeError  # noqa: E402
+from kafka.errors import OffsetOutOfRangeError, for_code  # noqa: E402
 from kafka.structs import OffsetAndMetadata  # noqa: E402
 
 from common import (  # noqa: E402
     Counted,
+    FailoverRun,
     MemberEvents,
     Params,
     Unsupported,
@@ -311,7 +313,147 @@ def group_member(bootstrap: str, params: Params) -> dict[str, Any]:
     return {"consumed": len(counted.records)}
 
 
+# --- the cluster matrix ------------------------------------------------------------------------------
+
+
+def _admin(bootstrap: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=REQUEST_TIMEOUT_MS)
+
+
+def cluster_metadata(bootstrap: str, params: Params) -> dict[str, Any]:
+    """The consumer's own metadata cache, as its fetcher and the producer use it."""
+    consumer = _consumer(bootstrap)
+    try:
+        consumer.partitions_for_topic(params["topic"])  # a Metadata request for the topic
+        cluster = consumer._client.cluster  # the partition details have no public accessor
+        partitions = cluster._partitions.get(params["topic"], {})
+        return {
+            "brokers": [{"node_id": b.node_id, "host": b.host, "port": b.port} for b in cluster.brokers()],
+            "partitions": [{"partition": pid, "leader": p.leader_id, "replicas": list(p.replica_nodes),
+                            "isr": list(p.isr_nodes), "offline": list(p.offline_replicas)}
+                           for pid, p in sorted(partitions.items())],
+        }
+    finally:
+        consumer.close()
+
+
+def cluster_describe(bootstrap: str, params: Params) -> dict[str, Any]:
+    client = _admin(bootstrap)
+    try:
+        cluster = client.describe_cluster()
+        (topic,) = client.describe_topics([params["topic"]])
+        return {
+            "cluster_id": cluster["cluster_id"], "controller_id": cluster["controller_id"],
+            "brokers": [{"node_id": b["broker_id"], "host": b["host"], "port": b["port"]} for b in cluster["brokers"]],
+            "partitions": [{"partition": p["partition_index"], "leader": p["leader_id"],
+                            "replicas": p["replica_nodes"], "isr": p["isr_nodes"]}
+                           for p in sorted(topic["partitions"], key=lambda p: p["partition_index"])],
+        }
+    finally:
+        client.close()
+
+
+def _leader(client: KafkaAdminClient, topic: str, partition: int) -> int | None:
+    (described,) = client.describe_topics([topic])
+    return next((p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition), None)
+
+
+def elect_leaders(bootstrap: str, params: Params) -> dict[str, Any]:
+    topic, partition = params["topic"], params["partition"]
+    client = _admin(bootstrap)
+    try:
+        response = client.elect_leaders(0, {topic: [partition]}, raise_errors=False)  # 0: preferred
+        codes = [getattr(response, "error_code", 0)] + [
+            p.error_code for r in response.replica_election_results for p in r.partition_result
+            if r.topic == topic and p.partition_id == partition]
+        error = next((for_code(c).__name__ for c in codes if c), None)
+        leader = _leader(client, topic, partition)
+        deadline = deadline_after(params["wait_ms"] / 1000)
+        while leader != params["preferred"] and not expired(deadline):
+            time.sleep(0.2)
+            leader = _leader(client, topic, partition)
+        return {"error": error, "leader_after": leader}
+    finally:
+        client.close()
+
+
+def alter_reassignment(bootstrap: str, params: Params) -> dict[str, Any]:
+    client = _admin(bootstrap)
+    try:
+        tp = TopicPartition(params["topic"], params["partition"])
+        errors = client.alter_partition_reassignments({tp: params["replicas"]})
+        if tp not in errors:
+            return {"error": "the broker did not answer for the partition"}
+        return {"error": None if errors[tp] is None else str(errors[tp].__name__)}
+    finally:
+        client.close()
+
+
+def list_reassignments(bootstrap: str, params: Params) -> dict[str, Any]:
+    client = _admin(bootstrap)
+    try:
+        listed = client.list_partition_reassignments({params["topic"]: [params["partition"]]})
+        return {"ongoing": [{"partition": tp.partition, "replicas": r["replicas"], "adding": r["adding_replicas"],
+                             "removing": r["removing_replicas"]}
+                            for tp, r in sorted(listed.items()) if tp.topic == params["topic"]]}
+    finally:
+        client.close()
+
+
+def failover(bootstrap: str, params: Params) -> dict[str, Any]:
+    run = FailoverRun(params, MemberEvents())
+    tp = TopicPartition(run.topic, run.partition)
+    servers = bootstrap.split(",")
+
+    def consume() -> None:
+        consumer = _consumer(bootstrap, fetch_max_wait_ms=100)
+        try:
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            while not (run.events.stop.is_set() and run.drained()) and not expired(drain_deadline[0]):
+                for batch in consumer.poll(timeout_ms=100).values():
+                    for m in batch:
+                        run.on_consumed(m.offset, text(m.value))
+        except Exception as exc:
+            run.on_fatal(f"consumer: {describe_error(exc)}")
+        finally:
+            consumer.close()
+
+    drain_deadline = [float("inf")]
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True, linger_ms=5,
+                             request_timeout_ms=REQUEST_TIMEOUT_MS, delivery_timeout_ms=int(run.drain_timeout_s * 1000))
+    try:
+        while not run.events.stop.is_set() and not run.fatal:
+            while run.sent < run.due():
+                index = run.next_index()
+                future = producer.send(run.topic, value=run.value(index).encode(), partition=run.partition)
+                future.add_callback(lambda md, i=index: run.on_ack(i, md.offset))
+                future.add_errback(lambda exc, i=index: run.on_fail(i, describe_error(exc)))
+            run.progress()
+            time.sleep(0.01)
+        drain_deadline[0] = deadline_after(run.drain_timeout_s)
+        producer.flush(timeout=run.drain_timeout_s)
+        while not run.drained() and not expired(drain_deadline[0]):
+            run.progress()
+            time.sleep(0.05)
+    finally:
+        drain_deadline[0] = 0.0
+        producer.close(timeout=5)
+        reader.join(timeout=15)
+    run.progress(force=True)
+    run.events.emit("closed")
+    return run.result()
+
+
 HANDLERS = {
+    "cluster_metadata": cluster_metadata,
+    "cluster_describe": cluster_describe,
+    "elect_leaders": elect_leaders,
+    "alter_reassignment": alter_reassignment,
+    "list_reassignments": list_reassignments,
+    "failover": failover,
     "metadata": metadata,
     "admin": admin,
     "produce_consume": produce_consume,

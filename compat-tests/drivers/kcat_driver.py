@@ -32,7 +32,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Counted, MemberEvents, Params, Unsupported, main, pattern_bytes, sha256_hex  # noqa: E402
+from common import (  # noqa: E402
+    Counted,
+    FailoverRun,
+    MemberEvents,
+    Params,
+    Unsupported,
+    deadline_after,
+    expired,
+    main,
+    pattern_bytes,
+    sha256_hex,
+)
 
 KCAT = os.environ.get("KCAT", "kcat")
 TIMEOUT_S = 20.0
@@ -295,7 +306,107 @@ def group_member(bootstrap: str, params: Params) -> dict[str, Any]:
     return {"consumed": len(counted.records)}
 
 
+# --- the cluster matrix ------------------------------------------------------------------------------
+
+
+def cluster_metadata(bootstrap: str, params: Params) -> dict[str, Any]:
+    """``kcat -L``: librdkafka's Metadata view, which has no offline replicas."""
+    listing = json.loads(_kcat(bootstrap, "-L", "-J", "-t", params["topic"]).stdout)
+    brokers = []
+    for b in listing["brokers"]:
+        host, _, port = b["name"].rpartition(":")
+        brokers.append({"node_id": b["id"], "host": host, "port": int(port)})
+    (topic,) = [t for t in listing["topics"] if t["topic"] == params["topic"]]
+    if topic.get("error"):
+        raise RuntimeError(f"kcat -L: {topic['error']}")
+    return {"brokers": brokers,
+            "partitions": [{"partition": p["partition"], "leader": p["leader"],
+                            "replicas": [r["id"] for r in p["replicas"]], "isr": [r["id"] for r in p["isrs"]],
+                            "offline": None} for p in sorted(topic["partitions"], key=lambda p: p["partition"])]}
+
+
+def failover(bootstrap: str, params: Params) -> dict[str, Any]:
+    """Two kcat processes: ``-P`` fed lines at the scenario's rate (kcat reports no per-record
+    acknowledgement: a record counts as acknowledged when kcat exits cleanly without reporting
+    its delivery failed) and ``-C`` reading the partition from the beginning."""
+    run = FailoverRun(params, MemberEvents())
+    partition = str(run.partition)
+    consumer = subprocess.Popen(
+        [KCAT, "-b", bootstrap, "-C", "-t", run.topic, "-p", partition, "-o", "beginning", "-J", "-u",
+         "-X", "fetch.wait.max.ms=100"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=ENV)
+    producer = subprocess.Popen(
+        [KCAT, "-b", bootstrap, "-P", "-t", run.topic, "-p", partition, "-X", "acks=all",
+         "-X", "enable.idempotence=true", "-X", "linger.ms=5",
+         "-X", f"message.timeout.ms={int(run.drain_timeout_s * 1000)}"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    delivery_failures: list[str] = []
+
+    def read_records() -> None:
+        assert consumer.stdout is not None
+        for raw in consumer.stdout:
+            if raw.startswith(b"{"):
+                record = json.loads(raw)
+                run.on_consumed(record["offset"], record.get("payload"))
+
+    def read_errors(proc: subprocess.Popen[bytes], name: str) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            sys.stderr.write(f"[{name}] {line}\n")
+            if "Delivery failed" in line:
+                delivery_failures.append(line)
+            elif "FATAL" in line:
+                run.on_fatal(f"kcat {name}: {line}")
+            elif "ERROR" in line:
+                run.on_client_error(f"kcat {name}: {line}")
+
+    threads = [threading.Thread(target=read_records, daemon=True),
+               threading.Thread(target=read_errors, args=(consumer, "-C"), daemon=True),
+               threading.Thread(target=read_errors, args=(producer, "-P"), daemon=True)]
+    for thread in threads:
+        thread.start()
+    assert producer.stdin is not None
+    try:
+        while not run.events.stop.is_set() and not run.fatal:
+            lines = []
+            while run.sent < run.due():
+                lines.append(run.value(run.next_index()) + "\n")
+            if lines:
+                producer.stdin.write("".join(lines).encode())
+                producer.stdin.flush()
+            run.progress()
+            time.sleep(0.01)
+        producer.stdin.close()
+        deadline = deadline_after(run.drain_timeout_s)
+        try:
+            code = producer.wait(timeout=run.drain_timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        threads[2].join(timeout=5)
+        if code != 0 or delivery_failures:
+            why = delivery_failures[0] if delivery_failures else f"kcat -P exited with {code}"
+            for index in range(run.sent):
+                run.on_fail(index, why)
+        else:
+            for index in range(run.sent):
+                run.on_ack(index, None)
+        while not run.drained() and not expired(deadline) and consumer.poll() is None:
+            run.progress()
+            time.sleep(0.05)
+    finally:
+        for proc in (producer, consumer):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+    run.progress(force=True)
+    run.events.emit("closed")
+    return run.result(acks_known=False)
+
+
 HANDLERS = {
+    "cluster_metadata": cluster_metadata,
+    "failover": failover,
     "metadata": metadata,
     "produce_consume": produce_consume,
     "produce": produce,

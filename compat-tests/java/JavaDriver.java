@@ -24,14 +24,20 @@ import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
+import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.UUID;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
@@ -40,7 +46,11 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.PartitionReassignment;
+import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -55,9 +65,11 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.header.internals.RecordHeader;
@@ -117,6 +129,12 @@ public final class JavaDriver {
         handlers.put("out_of_range", JavaDriver::outOfRange);
         handlers.put("missing_topic", JavaDriver::missingTopic);
         handlers.put("group_member", JavaDriver::groupMember);
+        handlers.put("cluster_metadata", JavaDriver::clusterMetadata);
+        handlers.put("cluster_describe", JavaDriver::clusterDescribe);
+        handlers.put("elect_leaders", JavaDriver::electLeaders);
+        handlers.put("alter_reassignment", JavaDriver::alterReassignment);
+        handlers.put("list_reassignments", JavaDriver::listReassignments);
+        handlers.put("failover", JavaDriver::failover);
 
         boolean allOk = true;
         for (Object raw : steps) {
@@ -518,18 +536,7 @@ public final class JavaDriver {
     static Map<String, Object> groupMember(String bootstrap, Map<String, Object> params) throws Exception {
         String topic = (String) params.get("topic");
         Events events = new Events();
-        AtomicBoolean stop = new AtomicBoolean(false);
-        Thread stdin = new Thread(() -> {
-            byte[] buffer = new byte[4096];
-            try {
-                while (System.in.read(buffer) >= 0) { /* the harness only ever closes it */ }
-            } catch (IOException e) {
-                // a closed stdin means the same
-            }
-            stop.set(true);
-        });
-        stdin.setDaemon(true);
-        stdin.start();
+        AtomicBoolean stop = stopAtEndOfStdin();
 
         Map<String, Object> extra = new HashMap<>();
         extra.put(ConsumerConfig.GROUP_ID_CONFIG, params.get("group"));
@@ -612,6 +619,275 @@ public final class JavaDriver {
         events.emit("closed", Map.of());
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("consumed", taken.size());
+        return out;
+    }
+
+    /** Set once the harness closes our standard input: the long-running scenarios' stop signal. */
+    static AtomicBoolean stopAtEndOfStdin() {
+        AtomicBoolean stop = new AtomicBoolean(false);
+        Thread stdin = new Thread(() -> {
+            byte[] buffer = new byte[4096];
+            try {
+                while (System.in.read(buffer) >= 0) { /* the harness only ever closes it */ }
+            } catch (IOException e) {
+                // a closed stdin means the same
+            }
+            stop.set(true);
+        });
+        stdin.setDaemon(true);
+        stdin.start();
+        return stop;
+    }
+
+    // --- the cluster matrix (compat-tests/cluster_scenarios.py) -----------------------------------
+
+    static List<Object> ids(Node[] nodes) {
+        List<Object> out = new ArrayList<>();
+        if (nodes != null) for (Node n : nodes) out.add(n.id());
+        return out;
+    }
+
+    static List<Object> ids(List<Node> nodes) {
+        return ids(nodes.toArray(new Node[0]));
+    }
+
+    static Object nodeId(Node n) {
+        return n == null ? Json.NULL : (Object) n.id();
+    }
+
+    static List<Object> brokers(Collection<Node> nodes) {
+        List<Object> out = new ArrayList<>();
+        for (Node n : nodes) {
+            Map<String, Object> b = new LinkedHashMap<>();
+            b.put("node_id", n.id());
+            b.put("host", n.host());
+            b.put("port", n.port());
+            out.add(b);
+        }
+        return out;
+    }
+
+    /** The consumer's Metadata view of the topic (PartitionInfo keeps the offline replicas); the
+     *  brokers from the admin client's describe cluster, as the consumer does not list them. */
+    static Map<String, Object> clusterMetadata(String bootstrap, Map<String, Object> params) throws Exception {
+        String topic = (String) params.get("topic");
+        Map<String, Object> out = new LinkedHashMap<>();
+        try (Admin admin = admin(bootstrap)) {
+            out.put("brokers", brokers(admin.describeCluster().nodes().get()));
+        }
+        List<Object> partitions = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = consumer(bootstrap, Map.of())) {
+            List<PartitionInfo> infos = new ArrayList<>(consumer.partitionsFor(topic, Duration.ofMillis(TIMEOUT_MS)));
+            infos.sort(Comparator.comparingInt(PartitionInfo::partition));
+            for (PartitionInfo info : infos) {
+                Map<String, Object> p = new LinkedHashMap<>();
+                p.put("partition", info.partition());
+                p.put("leader", nodeId(info.leader()));
+                p.put("replicas", ids(info.replicas()));
+                p.put("isr", ids(info.inSyncReplicas()));
+                p.put("offline", ids(info.offlineReplicas()));
+                partitions.add(p);
+            }
+        }
+        out.put("partitions", partitions);
+        return out;
+    }
+
+    static Map<String, Object> clusterDescribe(String bootstrap, Map<String, Object> params) throws Exception {
+        String topic = (String) params.get("topic");
+        Map<String, Object> out = new LinkedHashMap<>();
+        try (Admin admin = admin(bootstrap)) {
+            DescribeClusterResult cluster = admin.describeCluster();
+            out.put("cluster_id", cluster.clusterId().get());
+            out.put("controller_id", nodeId(cluster.controller().get()));
+            out.put("brokers", brokers(cluster.nodes().get()));
+            TopicDescription described = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+            List<Object> partitions = new ArrayList<>();
+            for (TopicPartitionInfo info : described.partitions()) {
+                Map<String, Object> p = new LinkedHashMap<>();
+                p.put("partition", info.partition());
+                p.put("leader", nodeId(info.leader()));
+                p.put("replicas", ids(info.replicas()));
+                p.put("isr", ids(info.isr()));
+                partitions.add(p);
+            }
+            out.put("partitions", partitions);
+        }
+        return out;
+    }
+
+    static Object leaderOf(Admin admin, TopicPartition tp) throws Exception {
+        TopicDescription described = admin.describeTopics(List.of(tp.topic())).allTopicNames().get().get(tp.topic());
+        for (TopicPartitionInfo info : described.partitions()) {
+            if (info.partition() == tp.partition()) return nodeId(info.leader());
+        }
+        return Json.NULL;
+    }
+
+    static Map<String, Object> electLeaders(String bootstrap, Map<String, Object> params) throws Exception {
+        TopicPartition tp = new TopicPartition((String) params.get("topic"), asInt(params.get("partition")));
+        Object preferred = asInt(params.get("preferred"));
+        Map<String, Object> out = new LinkedHashMap<>();
+        try (Admin admin = admin(bootstrap)) {
+            String error = null;
+            try {
+                Map<TopicPartition, Optional<Throwable>> results =
+                        admin.electLeaders(ElectionType.PREFERRED, Set.of(tp)).partitions().get();
+                Optional<Throwable> result = results.get(tp);
+                error = result == null ? "no result for the partition" : result.map(JavaDriver::describe).orElse(null);
+            } catch (ExecutionException e) {
+                error = describe(e);
+            }
+            Object leader = leaderOf(admin, tp);
+            long deadline = System.currentTimeMillis() + asLong(params.get("wait_ms"));
+            while (!preferred.equals(leader) && System.currentTimeMillis() < deadline) {
+                Thread.sleep(200);
+                leader = leaderOf(admin, tp);
+            }
+            out.put("error", error == null ? Json.NULL : error);
+            out.put("leader_after", leader);
+        }
+        return out;
+    }
+
+    static Map<String, Object> alterReassignment(String bootstrap, Map<String, Object> params) throws Exception {
+        TopicPartition tp = new TopicPartition((String) params.get("topic"), asInt(params.get("partition")));
+        List<Integer> replicas = new ArrayList<>();
+        for (Object r : Json.asList(params.get("replicas"))) replicas.add(asInt(r));
+        Map<String, Object> out = new LinkedHashMap<>();
+        try (Admin admin = admin(bootstrap)) {
+            admin.alterPartitionReassignments(Map.of(tp, Optional.of(new NewPartitionReassignment(replicas)))).all().get();
+            out.put("error", Json.NULL);
+        } catch (ExecutionException e) {
+            out.put("error", describe(e));
+        }
+        return out;
+    }
+
+    static Map<String, Object> listReassignments(String bootstrap, Map<String, Object> params) throws Exception {
+        TopicPartition tp = new TopicPartition((String) params.get("topic"), asInt(params.get("partition")));
+        List<Object> ongoing = new ArrayList<>();
+        try (Admin admin = admin(bootstrap)) {
+            for (Map.Entry<TopicPartition, PartitionReassignment> e
+                    : admin.listPartitionReassignments(Set.of(tp)).reassignments().get().entrySet()) {
+                Map<String, Object> r = new LinkedHashMap<>();
+                r.put("partition", e.getKey().partition());
+                r.put("replicas", new ArrayList<Object>(e.getValue().replicas()));
+                r.put("adding", new ArrayList<Object>(e.getValue().addingReplicas()));
+                r.put("removing", new ArrayList<Object>(e.getValue().removingReplicas()));
+                ongoing.add(r);
+            }
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("ongoing", ongoing);
+        return out;
+    }
+
+    /** Produce (acks=all, idempotent) to one partition at a rate while an assigned consumer reads
+     *  it from the start, until stdin ends; drivers/common.py gives the contract. */
+    static Map<String, Object> failover(String bootstrap, Map<String, Object> params) throws Exception {
+        String topic = (String) params.get("topic");
+        int partition = asInt(params.get("partition"));
+        double rate = ((Number) params.get("rate_per_s")).doubleValue();
+        long drainMs = asLong(params.get("drain_timeout_ms"));
+        TopicPartition tp = new TopicPartition(topic, partition);
+        Events events = new Events();
+        AtomicBoolean stop = stopAtEndOfStdin();
+        Object lock = new Object();
+        Map<Integer, Long> acked = new TreeMap<>();
+        Map<Integer, String> failed = new TreeMap<>();
+        List<Object> consumed = new ArrayList<>();
+        Set<Long> offsetsRead = new java.util.HashSet<>();
+        List<Object> fatal = new ArrayList<>();
+        int[] counts = {0, -1};  // records sent, number of the last one read
+        AtomicLong drainDeadline = new AtomicLong(Long.MAX_VALUE);
+        java.util.function.BooleanSupplier drained = () -> {
+            synchronized (lock) {
+                return !fatal.isEmpty() || (acked.size() + failed.size() >= counts[0] && offsetsRead.size() >= acked.size());
+            }
+        };
+        Thread reader = new Thread(() -> {
+            try (KafkaConsumer<byte[], byte[]> consumer = consumer(bootstrap, Map.of())) {
+                consumer.assign(List.of(tp));
+                consumer.seekToBeginning(List.of(tp));
+                while (!(stop.get() && drained.getAsBoolean()) && System.currentTimeMillis() < drainDeadline.get()) {
+                    for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(100))) {
+                        String v = text(r.value());
+                        synchronized (lock) {
+                            consumed.add(List.of(r.offset(), v == null ? Json.NULL : v));
+                            offsetsRead.add(r.offset());
+                            if (v != null && v.startsWith("f-")) counts[1] = Math.max(counts[1], Integer.parseInt(v.substring(2)));
+                        }
+                    }
+                }
+            } catch (Exception e) {
+                synchronized (lock) { fatal.add("consumer: " + describe(e)); }
+            }
+        });
+        reader.setDaemon(true);
+        reader.start();
+        Runnable progress = () -> {
+            Map<String, Object> fields = new LinkedHashMap<>();
+            synchronized (lock) {
+                fields.put("sent", counts[0]);
+                fields.put("acked", acked.size());
+                fields.put("failed", failed.size());
+                fields.put("consumed", consumed.size());
+                fields.put("last_consumed", counts[1]);
+            }
+            fields.put("wall_ms", System.currentTimeMillis());
+            events.emit("progress", fields);
+        };
+        Map<String, Object> extra = new HashMap<>();
+        extra.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
+        extra.put(ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, 5);
+        extra.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, (int) drainMs);
+        long started = System.currentTimeMillis();
+        long lastProgress = 0;
+        try (KafkaProducer<byte[], byte[]> producer = producer(bootstrap, extra)) {
+            while (!stop.get() && fatal.isEmpty()) {
+                long due = (long) ((System.currentTimeMillis() - started) / 1000.0 * rate) + 1;
+                while (counts[0] < due) {
+                    int index;
+                    synchronized (lock) { index = counts[0]++; }
+                    byte[] value = String.format("f-%06d", index).getBytes(StandardCharsets.UTF_8);
+                    producer.send(new ProducerRecord<>(topic, partition, null, value), (md, e) -> {
+                        synchronized (lock) {
+                            if (e == null) acked.put(index, md.offset()); else failed.put(index, describe(e));
+                        }
+                    });
+                }
+                if (System.currentTimeMillis() - lastProgress >= 200) {
+                    progress.run();
+                    lastProgress = System.currentTimeMillis();
+                }
+                Thread.sleep(10);
+            }
+            drainDeadline.set(System.currentTimeMillis() + drainMs);
+            producer.flush();
+            while (!drained.getAsBoolean() && System.currentTimeMillis() < drainDeadline.get()) {
+                progress.run();
+                Thread.sleep(50);
+            }
+        } finally {
+            drainDeadline.set(0);
+            reader.join(15_000);
+        }
+        progress.run();
+        events.emit("closed", Map.of());
+        Map<String, Object> out = new LinkedHashMap<>();
+        synchronized (lock) {
+            List<Object> ackList = new ArrayList<>();
+            acked.forEach((i, o) -> ackList.add(List.of(i, o)));
+            List<Object> failList = new ArrayList<>();
+            failed.forEach((i, e) -> failList.add(List.of(i, e)));
+            out.put("sent", counts[0]);
+            out.put("acked", ackList);
+            out.put("failed", failList);
+            out.put("consumed", new ArrayList<>(consumed));
+            out.put("client_errors", new ArrayList<>());
+            out.put("fatal", new ArrayList<>(fatal));
+        }
         return out;
     }
 

@@ -49,7 +49,7 @@ const logEntries = []
 
 function logCreator () {
   return ({ level, log }) => {
-    logEntries.push(log)
+    logEntries.push({ ...log, level })
     if (level <= logLevel.WARN) {
       const { message, ...extra } = log
       process.stderr.write(`[kafkajs] ${message} ${JSON.stringify(extra)}\n`)
@@ -60,7 +60,7 @@ function logCreator () {
 function kafkaFor (bootstrap, extra = {}) {
   return new Kafka({
     clientId: 'trafka-compat',
-    brokers: [bootstrap],
+    brokers: bootstrap.split(','),
     logLevel: logLevel.INFO,
     logCreator,
     connectionTimeout: 5000,
@@ -487,9 +487,187 @@ async function groupMember (bootstrap, params) {
   return { consumed: taken.length }
 }
 
+// --- the cluster matrix (compat-tests/cluster_scenarios.py) -----------------------------------------
+
+// kafkajs's admin calls describeCluster and fetchTopicMetadata are Metadata requests; its
+// partition metadata keeps the offline replicas.
+async function describeTopic (admin, topic) {
+  const cluster = await admin.describeCluster()
+  const { topics } = await admin.fetchTopicMetadata({ topics: [topic] })
+  const [described] = topics.filter(t => t.name === topic)
+  return {
+    cluster,
+    brokers: cluster.brokers.map(b => ({ node_id: b.nodeId, host: b.host, port: b.port })),
+    partitions: described.partitions
+      .map(p => ({ partition: p.partitionId, leader: p.leader, replicas: p.replicas, isr: p.isr, offline: p.offlineReplicas }))
+      .sort((a, b) => a.partition - b.partition)
+  }
+}
+
+async function clusterMetadata (bootstrap, params) {
+  return withAdmin(bootstrap, async admin => {
+    const { brokers, partitions } = await describeTopic(admin, params.topic)
+    return { brokers, partitions }
+  })
+}
+
+async function clusterDescribe (bootstrap, params) {
+  return withAdmin(bootstrap, async admin => {
+    const { cluster, brokers, partitions } = await describeTopic(admin, params.topic)
+    return {
+      cluster_id: cluster.clusterId,
+      controller_id: cluster.controller,
+      brokers,
+      partitions: partitions.map(({ offline, ...p }) => p)
+    }
+  })
+}
+
+function errorText (e) {
+  const inner = e.errors ? ` (${e.errors.map(x => `${x.name}: ${x.message}`).join('; ')})` : ''
+  return `${e.name}: ${e.message}${e.type ? ` [${e.type}]` : ''}${inner}`
+}
+
+async function alterReassignment (bootstrap, params) {
+  return withAdmin(bootstrap, async admin => {
+    try {
+      await admin.alterPartitionReassignments({
+        topics: [{ topic: params.topic, partitionAssignment: [{ partition: params.partition, replicas: params.replicas }] }]
+      })
+      return { error: null }
+    } catch (e) {
+      return { error: errorText(e) }
+    }
+  })
+}
+
+async function listReassignments (bootstrap, params) {
+  return withAdmin(bootstrap, async admin => {
+    const { topics } = await admin.listPartitionReassignments({ topics: [{ topic: params.topic, partitions: [params.partition] }] })
+    const ongoing = []
+    for (const t of topics) {
+      if (t.name !== params.topic) continue
+      for (const p of t.partitions) {
+        ongoing.push({ partition: p.partition, replicas: p.replicas, adding: p.addingReplicas, removing: p.removingReplicas })
+      }
+    }
+    return { ongoing }
+  })
+}
+
+// Produce to one partition at a rate (idempotent, acks=all) while a consumer reads it from the
+// start, until stdin ends; drivers/common.py gives the contract. kafkajs consumes through a
+// group only, so the consumer is the one member of a fresh group. A send() acknowledges a base
+// offset for the batch: a record's offset is the base plus its place in the batch.
+async function failover (bootstrap, params) {
+  const { topic } = params
+  const partition = params.partition || 0
+  const rate = params.rate_per_s || 100
+  const drainMs = params.drain_timeout_ms || 60000
+  const started = Date.now()
+  const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, t_ms: Date.now() - started, ...fields }) + '\n')
+  let stop = false
+  process.stdin.on('end', () => { stop = true })
+  process.stdin.on('error', () => { stop = true })
+  process.stdin.resume()
+  const acked = new Map()
+  const failed = new Map()
+  const consumed = []
+  const offsetsRead = new Set() // the group consumer may be handed an offset again after a rebalance
+  const clientErrors = []
+  const fatal = []
+  let sent = 0
+  let lastConsumed = -1
+  const value = i => `f-${String(i).padStart(6, '0')}`
+  const logMark = logEntries.length
+  const retry = { retries: 30, initialRetryTime: 100, maxRetryTime: 1000 }
+  const kafka = kafkaFor(bootstrap, { retry })
+  // kafkajs wants an idempotent producer to retry without limit (anything less "may invalidate
+  // EoS guarantees"); the harness bounds the whole run.
+  const producer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    retry: { ...retry, retries: Number.MAX_SAFE_INTEGER }
+  })
+  // A fetch from a leader that died fails with a connection error, which kafkajs's consumer
+  // retries against the same broker without asking for new metadata; only when its retries run
+  // out does it restart (and then find the new leader). Few retries keep that stall short.
+  const consumer = kafka.consumer({
+    groupId: uniqueGroup(),
+    maxWaitTimeInMs: 100,
+    sessionTimeout: 10000,
+    heartbeatInterval: 1000,
+    retry: { ...retry, retries: 5 }
+  })
+  consumer.on(consumer.events.CRASH, event => {
+    const text = `consumer crashed: ${errorText(event.payload.error)}`
+    if (event.payload.restart) clientErrors.push(text)
+    else fatal.push(text)
+  })
+  const progress = () => emit('progress', {
+    sent, acked: acked.size, failed: failed.size, consumed: consumed.length, last_consumed: lastConsumed, wall_ms: Date.now()
+  })
+  const timer = setInterval(progress, 200)
+  try {
+    await producer.connect()
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition: p, message }) => {
+        if (p !== partition) return
+        const v = text(message.value)
+        consumed.push([Number(message.offset), v])
+        offsetsRead.add(Number(message.offset))
+        if (v && v.startsWith('f-')) lastConsumed = Math.max(lastConsumed, Number(v.slice(2)))
+      }
+    })
+    while (!stop && fatal.length === 0) {
+      const due = Math.floor((Date.now() - started) / 1000 * rate) + 1
+      const batch = []
+      while (sent < due) batch.push(sent++)
+      if (batch.length === 0) {
+        await sleep(10)
+        continue
+      }
+      try {
+        const [ack] = await producer.send({ topic, acks: -1, messages: batch.map(i => ({ value: value(i), partition })) })
+        batch.forEach((i, j) => acked.set(i, Number(ack.baseOffset) + j))
+      } catch (e) {
+        for (const i of batch) failed.set(i, errorText(e))
+      }
+    }
+    const deadline = Date.now() + drainMs
+    while (offsetsRead.size < acked.size && fatal.length === 0 && Date.now() < deadline) await sleep(50)
+  } finally {
+    clearInterval(timer)
+    await producer.disconnect()
+    await consumer.disconnect()
+  }
+  for (const entry of logEntries.slice(logMark)) {
+    if (entry.level <= logLevel.WARN && clientErrors.length < 50) clientErrors.push(entry.message)
+  }
+  progress()
+  emit('closed')
+  return {
+    sent,
+    acked: [...acked.entries()].sort((a, b) => a[0] - b[0]),
+    failed: [...failed.entries()].sort((a, b) => a[0] - b[0]),
+    consumed,
+    client_errors: clientErrors,
+    fatal
+  }
+}
+
 class Unsupported extends Error {}
 
 const HANDLERS = {
+  cluster_metadata: clusterMetadata,
+  cluster_describe: clusterDescribe,
+  alter_reassignment: alterReassignment,
+  list_reassignments: listReassignments,
+  failover,
   metadata,
   admin: adminScenario,
   produce_consume: produceConsume,
