@@ -27,10 +27,19 @@ STOP_S = 10.0
 PORT_RETRIES = 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports that were free a moment ago (all held open together while chosen, so
+    the kernel cannot hand out one of them twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass
@@ -60,8 +69,9 @@ class Cluster:
         self.base = base
         self.overrides = overrides
         self.nodes: dict[int, Node] = {}
+        ports = free_ports(2 * nodes)
         for i in range(1, nodes + 1):
-            port, cport = free_port(), free_port()
+            port, cport = ports[2 * i - 2], ports[2 * i - 1]
             self.nodes[i] = Node(i, port, cport, FaultProxy(("127.0.0.1", port)).start(),
                                  FaultProxy(("127.0.0.1", cport)).start(), base / f"node-{i}")
 
@@ -98,7 +108,8 @@ class Cluster:
             for _ in range(PORT_RETRIES):
                 if self._wait_listening(node):
                     break
-                node.port, node.controller_port = free_port(), free_port()
+                taken = {p for n in self.nodes.values() for p in (n.port, n.controller_port)}
+                node.port, node.controller_port = [p for p in free_ports(8) if p not in taken][:2]
                 node.client_proxy.target = ("127.0.0.1", node.port)
                 node.controller_proxy.target = ("127.0.0.1", node.controller_port)
                 self._spawn(node)
@@ -120,7 +131,8 @@ class Cluster:
         deadline = time.monotonic() + START_S
         while b"trafka: listening" not in node.log_paths[-1].read_bytes():
             if not node.running:
-                if b"Address already in use" in node.log_paths[-1].read_bytes():
+                text = node.log_paths[-1].read_bytes()
+                if b"Address already in use" in text or b"must have a different port" in text:
                     return False
                 raise RuntimeError(f"node {node.node_id} exited:\n"
                                    f"{node.log_paths[-1].read_text(errors='replace')[-3000:]}")
