@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from broker.dispatch import RequestContext, route
 from broker.handlers.common import leader_epoch_error, not_leader
 from protocol.error_codes import ErrorCode
@@ -16,6 +18,7 @@ from protocol.messages.offset_for_leader_epoch import (
 from storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP
 
 EARLIEST_LOCAL_TIMESTAMP = -4  # KIP-405: the first offset held locally (all of it, here)
+_logger = logging.getLogger("trafka.producers")
 LATEST_TIERED_TIMESTAMP = -5  # KIP-1005: nothing is tiered, so there is no such offset
 READ_COMMITTED = 1
 LEADER_EPOCH_VERSION_MIN = 4  # ListOffsets answers carry the leader epoch from v4
@@ -135,6 +138,9 @@ async def init_producer_id(ctx: RequestContext, req: InitProducerIdRequest) -> I
             return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.COORDINATOR_NOT_AVAILABLE,
                                           producer_id=-1, producer_epoch=-1)
         pid = cluster_pid
+        client = ctx.header.client_id if ctx.header is not None else None
+        _logger.info("producer id %d for %s (asked with producer id %d epoch %d)", pid, client,
+                     req.producer_id, req.producer_epoch)
     else:
         pid = b.allocate_producer_id()
     return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.NONE, producer_id=pid, producer_epoch=0)

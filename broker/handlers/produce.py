@@ -8,6 +8,8 @@ request's bytes go to the segment file in one write. Duplicates from an idempote
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
 from broker.config import timestamp_bounds_ms, topic_config_values
@@ -21,6 +23,7 @@ from protocol.messages.produce import ProduceRequest, ProduceResponse
 from protocol.records import BatchError, Compression, RecordBatchView, TimestampType, iter_batches
 from storage.log import AppendRejected
 
+_logger = logging.getLogger("trafka.produce")
 VALID_ACKS = (-1, 0, 1)
 ZSTD_PRODUCE_VERSION_MIN = 7  # KIP-110
 MAGIC_2_PRODUCE_VERSION_MIN = 3
@@ -126,6 +129,10 @@ def _append(ctx: RequestContext, req: ProduceRequest, state: PartitionState,
             return _error(pd.index, e.kind.error_code, str(e))
     verdict = producers.check_batches(views)
     if verdict.error != ErrorCode.NONE:
+        if replica is not None:
+            v = views[0]
+            _logger.info("%s-%d: producer %d epoch %d sequence %d refused: %s (%s)", log.topic, log.partition,
+                         v.producer_id, v.producer_epoch, v.base_sequence, verdict.error.name, verdict.message)
         return _error(pd.index, verdict.error, verdict.message)
     if verdict.duplicate is not None:
         d = verdict.duplicate

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -181,6 +182,8 @@ def test_three_nodes_keep_every_acknowledged_write_through_faults(tmp_path: Path
                f"{errors[:3]}; failover s p50 {_pct(failovers, 50)} p99 {_pct(failovers, 99)} over "
                f"{len(failovers)} leader kills")
     print(summary)
+    if not verdict.ok:
+        summary += "\n" + _diagnose(tmp_path, verdict)
     assert verdict.ok, summary
     assert all(n > 500 for n in per_client.values()), summary
     assert not [e for e in errors if e.get("fatal")], summary
@@ -203,3 +206,28 @@ def _pct(values: list[float], q: int) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.quantiles(values, n=100, method='inclusive')[q - 1]:.2f}"
+
+
+def _diagnose(base: Path, verdict: object) -> str:
+    """For a failed check: the batch headers (producer id, epoch, sequence) holding each offset
+    in question on every node's log, and a copy of the data directories kept for later."""
+    from protocol.records import iter_batches
+
+    wanted: set[tuple[int, int]] = set()
+    for _value, places in getattr(verdict, "duplicated", []):
+        wanted.update(places)
+    for partition, offset, _value in getattr(verdict, "lost", []):
+        wanted.add((partition, offset))
+    lines = []
+    for node_dir in sorted(base.glob("node-*/")):
+        for partition, offset in sorted(wanted):
+            for seg in sorted((node_dir / f"{TOPIC}-{partition}").glob("*.log")):
+                for view in iter_batches(memoryview(seg.read_bytes())):
+                    if view.base_offset <= offset <= view.last_offset:
+                        lines.append(f"{node_dir.name} {TOPIC}-{partition}@{offset}: batch {view.base_offset}-"
+                                     f"{view.last_offset} leader epoch {view.partition_leader_epoch} producer "
+                                     f"{view.producer_id} epoch {view.producer_epoch} base sequence {view.base_sequence}")
+    keep = Path(f"/tmp/trafka-fault-failure-{SEED}")
+    shutil.copytree(base, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("java"))
+    lines.append(f"data directories and node logs kept in {keep}")
+    return "\n".join(lines)
