@@ -22,7 +22,14 @@ from collections.abc import Callable
 import pytest
 
 from protocol.errors import ProtocolError
-from protocol.framing import FRAME_BYTES_MAX_DEFAULT, FRAME_SIZE_BYTES, FrameDecoder, frame
+from protocol.framing import (
+    FRAME_ALLOCATION_STEP_BYTES,
+    FRAME_BYTES_MAX_DEFAULT,
+    FRAME_SIZE_BYTES,
+    STAGING_BYTES_DEFAULT,
+    FrameDecoder,
+    frame,
+)
 from protocol.headers import (
     decode_request,
     decode_response,
@@ -222,6 +229,107 @@ def test_memory_stays_bounded_while_streaming() -> None:
         assert decoder.buffered_bytes == 0
 
     assert _peak_bytes(stream) < 256 * 1024
+
+
+# --- FrameDecoder: receiving into its buffers (the socket path) ------------------------------------
+
+def feed_through_buffers(decoder: FrameDecoder, wire: bytes, chunk: int) -> list[tuple[memoryview, int]]:
+    """Write ``wire`` into the views ``get_buffer`` hands out, at most ``chunk`` bytes at a time, as
+    ``recv_into`` would; take frames as they complete. Returns (frame, bytes received straight into
+    the frame's own buffer) for each frame."""
+    out: list[tuple[memoryview, int]] = []
+    direct: dict[int, int] = {}  # id of a buffer -> bytes written into it
+    at = 0
+    while at < len(wire):
+        with decoder.get_buffer() as view:
+            assert len(view) > 0 and not view.readonly
+            n = min(len(view), chunk, len(wire) - at)
+            view[:n] = wire[at : at + n]
+            direct[id(view.obj)] = direct.get(id(view.obj), 0) + n
+        decoder.buffer_updated(n)
+        at += n
+        while decoder.has_frame():
+            f = decoder.next_frame()
+            assert f is not None
+            out.append((f, direct.pop(id(f.obj), 0)))
+        assert decoder.next_frame() is None
+    return out
+
+
+BIG_BODY = bytes(range(256)) * 1200  # 300 KiB: beyond the staging buffer
+MIXED = [b"a", BIG_BODY, b"", b"x" * 20_000, *(b"p%d" % i for i in range(50)), BIG_BODY[::-1], b"end"]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 5, 999, 65536, 10**9])
+def test_frames_received_into_get_buffer_however_the_bytes_arrive(chunk: int) -> None:
+    bodies = [b"a", b"", bytes(range(256)) * 100, b"end"] if chunk < 5 else MIXED  # (1-byte steps: keep it small)
+    decoder = FrameDecoder()
+    got = feed_through_buffers(decoder, frames_of(*bodies), chunk)
+    assert [bytes(f) for f, _ in got] == bodies
+    assert decoder.buffered_bytes == 0
+
+
+def test_a_large_frame_is_received_straight_into_the_buffer_it_is_handed_out_in() -> None:
+    """Only what arrived together with the size prefix is copied; the kernel writes the rest of
+    the body where the handler will read it."""
+    decoder = FrameDecoder()
+    got = feed_through_buffers(decoder, frames_of(b"before", BIG_BODY, b"after"), 64 * 1024)
+    assert [bytes(f) for f, _ in got] == [b"before", BIG_BODY, b"after"]
+    big, direct = got[1]
+    assert len(big) - direct <= STAGING_BYTES_DEFAULT
+    assert not big.readonly
+    big[0:8] = b"stamped!"  # produce stamps offsets in place
+    assert bytes(big[:8]) == b"stamped!"
+
+
+def test_a_frame_does_not_change_when_more_bytes_arrive() -> None:
+    """Small frames are copied out of the staging buffer, which is then reused: a frame handed
+    out must not be a view of it."""
+    decoder = FrameDecoder(staging_bytes=64)
+    decoder.receive_data(frames_of(b"first frame", b"second"))
+    first = decoder.next_frame()
+    assert first is not None
+    assert bytes(decoder.next_frame() or b"?") == b"second"
+    for i in range(20):
+        decoder.receive_data(frames_of(b"overwrite %d" % i))
+        assert bytes(decoder.next_frame() or b"?") == b"overwrite %d" % i
+    assert bytes(first) == b"first frame"
+
+
+def test_memory_for_a_frame_grows_only_with_what_arrives() -> None:
+    limit = 64 * 1024 * 1024
+    decoder = FrameDecoder(frame_bytes_max=limit)
+    claim = 40 * 1024 * 1024
+    decoder.receive_data(I32.pack(claim) + bytes(100))
+    with decoder.get_buffer():
+        pass
+    assert decoder.held_bytes <= STAGING_BYTES_DEFAULT + FRAME_ALLOCATION_STEP_BYTES
+    arrived = 100
+    piece = bytes(256 * 1024)
+
+    def stream() -> None:
+        nonlocal arrived
+        while arrived < 5 * 1024 * 1024:
+            decoder.receive_data(piece)
+            arrived += len(piece)
+            assert decoder.held_bytes <= STAGING_BYTES_DEFAULT + max(FRAME_ALLOCATION_STEP_BYTES, 2 * arrived)
+            assert decoder.next_frame() is None
+
+    assert _peak_bytes(stream) < 3 * 5 * 1024 * 1024
+    assert decoder.pending_frame_bytes() == claim
+    assert decoder.buffered_bytes == FRAME_SIZE_BYTES + arrived
+
+
+@pytest.mark.parametrize("size", [-1, -0x8000_0000, 1025])
+def test_refused_sizes_are_refused_before_a_frame_buffer_is_set_aside(size: int) -> None:
+    decoder = FrameDecoder(frame_bytes_max=1024)
+    decoder.receive_data(I32.pack(size) + b"body")
+    with pytest.raises(ProtocolError):
+        decoder.get_buffer()
+    with pytest.raises(ProtocolError):
+        decoder.next_frame()
+    assert not decoder.has_frame()
+    assert decoder.held_bytes == STAGING_BYTES_DEFAULT
 
 
 # --- request and response header versions ----------------------------------------------------------
