@@ -36,6 +36,7 @@ the trace is formatted only when something fails.
 from __future__ import annotations
 
 import heapq
+import os
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -356,3 +357,12 @@ class Simulation:
 def _short(message: Message) -> str:
     text = repr(message)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def chosen_seeds(default_count: int) -> list[int]:
+    """The seeds a simulator's random test runs: ``TRAFKA_SIM_SEED=n`` reruns one,
+    ``TRAFKA_SIM_SEEDS=N`` runs 0..N-1, else 0..default_count-1."""
+    one = os.environ.get("TRAFKA_SIM_SEED")
+    if one is not None:
+        return [int(one)]
+    return list(range(int(os.environ.get("TRAFKA_SIM_SEEDS", str(default_count)))))

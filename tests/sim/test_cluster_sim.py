@@ -91,7 +91,6 @@ partition table and could be functions returning actions; so are the cluster bra
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,7 +114,7 @@ from replication.raft import METADATA_TOPIC_ID, CommittedBatch, RaftConfig, Raft
 from replication.raft import WIRE_VERSIONS as RAFT_WIRE_VERSIONS
 from replication.records import RegisterBrokerRecord, decode_record
 from sim.cluster_node import NodeSettings, Observer, PartitionState, SimClusterNode, records_of
-from sim.core import NetworkConfig, Simulation, SimulationFailure
+from sim.core import NetworkConfig, Simulation, SimulationFailure, chosen_seeds
 from sim.test_raft_sim import describe as describe_raft
 from sim.test_raft_sim import read_log
 from storage.fs import SimFileSystem
@@ -922,10 +921,7 @@ def run_seed(seed: int) -> ClusterWorld:
 
 
 def seeds() -> list[int]:
-    one = os.environ.get("TRAFKA_SIM_SEED")
-    if one is not None:
-        return [int(one)]
-    return list(range(int(os.environ.get("TRAFKA_SIM_SEEDS", str(DEFAULT_SEEDS)))))
+    return chosen_seeds(DEFAULT_SEEDS)
 
 
 def test_random_faults() -> None:

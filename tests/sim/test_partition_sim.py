@@ -54,7 +54,6 @@ disk and a partitioned zombie leader. Two planted bugs show the checks are not v
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import uuid
 from collections.abc import Callable
@@ -99,7 +98,7 @@ from replication.replica_wire import (
     replica_fetch_from_request,
     replica_state_from_fetch,
 )
-from sim.core import NEVER_MS, Network, NetworkConfig, Simulation, SimulationFailure
+from sim.core import NEVER_MS, Network, NetworkConfig, Simulation, SimulationFailure, chosen_seeds
 from storage.config import LogConfig
 from storage.fs import SimFileSystem, read_whole, write_atomically
 from storage.manager import LogManager
@@ -1001,10 +1000,7 @@ def run_seed(seed: int) -> World:
 
 
 def seeds() -> list[int]:
-    one = os.environ.get("TRAFKA_SIM_SEED")
-    if one is not None:
-        return [int(one)]
-    return list(range(int(os.environ.get("TRAFKA_SIM_SEEDS", str(DEFAULT_SEEDS)))))
+    return chosen_seeds(DEFAULT_SEEDS)
 
 
 def test_random_faults() -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import random
 import uuid
 from collections.abc import Callable
@@ -58,7 +57,7 @@ from replication.raft import (
     RaftRole,
     is_pre_vote,
 )
-from sim.core import NetworkConfig, Simulation, SimulationFailure
+from sim.core import NetworkConfig, Simulation, SimulationFailure, chosen_seeds
 from storage.config import LogConfig
 from storage.files import FileCache
 from storage.fs import SimFileSystem, read_whole, write_atomically
@@ -484,10 +483,7 @@ def run_seed(seed: int, voters: int) -> RaftWorld:
 
 
 def seeds() -> list[int]:
-    one = os.environ.get("TRAFKA_SIM_SEED")
-    if one is not None:
-        return [int(one)]
-    return list(range(int(os.environ.get("TRAFKA_SIM_SEEDS", str(DEFAULT_SEEDS)))))
+    return chosen_seeds(DEFAULT_SEEDS)
 
 
 @pytest.mark.parametrize("voters", [3, 5])
