@@ -55,7 +55,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, TypeAlias, TypeVar
+from typing import ClassVar, Self, TypeAlias, TypeVar
 
 from protocol.errors import EncodeError, ProtocolError
 from protocol.primitives import (
@@ -586,8 +586,10 @@ class PartitionChangeRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class FenceBrokerRecord:
-    API_KEY: ClassVar[int] = 7
+class _BrokerEpochRecord:
+    """FenceBrokerRecord and UnfenceBrokerRecord: the same two fields under two api keys."""
+
+    API_KEY: ClassVar[int]
     VERSIONS: ClassVar[tuple[int, int]] = (0, 0)
 
     broker_id: int
@@ -601,34 +603,21 @@ class FenceBrokerRecord:
         out += I64.pack(self.broker_epoch)
         out += b"\x00"
 
-    @staticmethod
-    def _decode(r: _Reader, version: int) -> FenceBrokerRecord:
-        value = FenceBrokerRecord(r.i32(), r.i64())
+    @classmethod
+    def _decode(cls, r: _Reader, version: int) -> Self:
+        value = cls(r.i32(), r.i64())
         r.tags()
         return value
 
 
 @dataclass(frozen=True, slots=True)
-class UnfenceBrokerRecord:
+class FenceBrokerRecord(_BrokerEpochRecord):
+    API_KEY: ClassVar[int] = 7
+
+
+@dataclass(frozen=True, slots=True)
+class UnfenceBrokerRecord(_BrokerEpochRecord):
     API_KEY: ClassVar[int] = 8
-    VERSIONS: ClassVar[tuple[int, int]] = (0, 0)
-
-    broker_id: int
-    broker_epoch: int
-
-    def _min_version(self) -> int:
-        return 0
-
-    def _encode(self, out: bytearray, version: int) -> None:
-        out += I32.pack(self.broker_id)
-        out += I64.pack(self.broker_epoch)
-        out += b"\x00"
-
-    @staticmethod
-    def _decode(r: _Reader, version: int) -> UnfenceBrokerRecord:
-        value = UnfenceBrokerRecord(r.i32(), r.i64())
-        r.tags()
-        return value
 
 
 @dataclass(frozen=True, slots=True)
