@@ -20,7 +20,7 @@ import trio
 from broker.core import PartitionState
 from broker.dispatch import RequestContext, route
 from broker.fetch_session import ContextKind, PartitionToFetch, error_partition_data
-from broker.handlers.common import leader_epoch_error
+from broker.handlers.common import endpoints_of, leader_epoch_error, leader_hint
 from protocol.error_codes import ErrorCode
 from protocol.messages import ApiKey
 from protocol.messages.fetch import FetchRequest, FetchResponse
@@ -29,6 +29,7 @@ from replication.replica_wire import partition_data_from_response, replica_fetch
 from storage.log import FileSlice
 
 TOPIC_ID_FETCH_VERSION_MIN = 13
+LEADER_HINT_ERRORS = (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.FENCED_LEADER_EPOCH)  # KIP-951 (v16+)
 FETCH_WAIT_MS_MAX = 60_000  # no client waits longer; bounds what a request can hold on to
 
 
@@ -76,7 +77,13 @@ async def fetch(ctx: RequestContext, req: FetchRequest) -> FetchResponse:
         for state in waiting:
             if state is not None:
                 state.waiters.discard(event)
-    return session.build_response(results, now_ms=b.now_ms())
+    response = session.build_response(results, now_ms=b.now_ms())
+    leaders = {p.current_leader.leader_id for t in response.responses for p in t.partitions
+               if p.error_code in LEADER_HINT_ERRORS and p.current_leader.leader_id >= 0}
+    if leaders:
+        response.node_endpoints = [FetchResponse.NodeEndpoint(node_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
+                                   for e in endpoints_of(b, leaders)]
+    return response
 
 
 def _read_all(ctx: RequestContext, req: FetchRequest,
@@ -103,13 +110,14 @@ def _read_partition(ctx: RequestContext, p: PartitionToFetch, remaining: int,
     state = b.partition(p.topic, p.partition)
     if state is None:
         return error_partition_data(p.partition, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION), 0
-    epoch_error = leader_epoch_error(p.current_leader_epoch, state.leader_epoch)
-    if epoch_error != ErrorCode.NONE:
-        return error_partition_data(p.partition, epoch_error), 0
-    if state.replica is not None and not state.replica.is_leader:
-        data = error_partition_data(p.partition, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        data.current_leader = FetchResponse.LeaderIdAndEpoch(leader_id=state.replica.leader_id,
-                                                             leader_epoch=state.replica.leader_epoch)
+    error = leader_epoch_error(p.current_leader_epoch, state.leader_epoch)
+    if error == ErrorCode.NONE and state.replica is not None and not state.replica.is_leader:
+        error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+    if error != ErrorCode.NONE:
+        data = error_partition_data(p.partition, error)
+        hint = leader_hint(state)
+        if hint is not None and error in LEADER_HINT_ERRORS:
+            data.current_leader = FetchResponse.LeaderIdAndEpoch(leader_id=hint[0], leader_epoch=hint[1])
         return data, 0
     log = state.log
     hw = log.high_watermark

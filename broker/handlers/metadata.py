@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from broker.dispatch import RequestContext, route, supported_versions
+from broker.handlers.common import live_brokers
 from broker.topics import Topic
 from protocol.error_codes import ErrorCode
 from protocol.messages import ApiKey
@@ -49,10 +50,6 @@ async def api_versions(ctx: RequestContext, req: ApiVersionsRequest) -> ApiVersi
     return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_versions())
 
 
-def _advertised(ctx: RequestContext) -> tuple[str, int]:
-    return ctx.broker.advertised_address
-
-
 def _topic_metadata(ctx: RequestContext, topic: Topic, include_ops: bool) -> MetadataResponse.MetadataResponseTopic:
     b = ctx.broker
     parts = []
@@ -87,19 +84,8 @@ def _cluster_partitions(ctx: RequestContext, topic: Topic) -> list[MetadataRespo
 
 
 def _brokers(ctx: RequestContext) -> list[MetadataResponse.MetadataResponseBroker]:
-    b = ctx.broker
-    if b.cluster is None:
-        host, port = _advertised(ctx)
-        return [MetadataResponse.MetadataResponseBroker(node_id=b.node_id, host=host, port=port,
-                                                        rack=b.config.broker_rack)]
-    listener = b.config.inter_broker_listener_name
-    out = []
-    for reg in sorted(b.cluster.image.brokers.values(), key=lambda r: r.broker_id):
-        ep = reg.endpoint(listener) or (reg.endpoints[0] if reg.endpoints else None)
-        if ep is not None and not reg.fenced:
-            out.append(MetadataResponse.MetadataResponseBroker(node_id=reg.broker_id, host=ep.host, port=ep.port,
-                                                               rack=reg.rack))
-    return out
+    return [MetadataResponse.MetadataResponseBroker(node_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
+            for e in live_brokers(ctx.broker)]
 
 
 def _controller_id(ctx: RequestContext, brokers: list[MetadataResponse.MetadataResponseBroker]) -> int:

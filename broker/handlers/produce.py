@@ -15,6 +15,7 @@ import trio
 from broker.config import timestamp_bounds_ms, topic_config_values
 from broker.core import Broker, PartitionState
 from broker.dispatch import CloseConnection, RequestContext, route
+from broker.handlers.common import endpoints_of, leader_hint
 from broker.replicas import ProduceWait
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
@@ -79,7 +80,24 @@ async def produce(ctx: RequestContext, req: ProduceRequest) -> ProduceResponse |
             # The producer expects no answer, so closing is the only way to tell it (Kafka does so).
             raise CloseConnection("an acks=0 produce failed")
         return None
-    return ProduceResponse(responses=responses, throttle_time_ms=0)
+    return ProduceResponse(responses=responses, throttle_time_ms=0, node_endpoints=_leader_endpoints(b, responses))
+
+
+def _leader_endpoints(b: Broker, responses: list[ProduceResponse.TopicProduceResponse]) -> list[ProduceResponse.NodeEndpoint]:
+    """KIP-951 (v10+): each partition answered NOT_LEADER_OR_FOLLOWER names its current leader,
+    and the response carries those leaders' endpoints, so the producer retries there at once."""
+    leaders: set[int] = set()
+    for tr in responses:
+        for pr in tr.partition_responses:
+            if pr.error_code != ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                continue
+            state = b.partition(tr.name, pr.index)
+            hint = leader_hint(state) if state is not None else None
+            if hint is not None and hint[0] >= 0:
+                pr.current_leader = ProduceResponse.LeaderIdAndEpoch(leader_id=hint[0], leader_epoch=hint[1])
+                leaders.add(hint[0])
+    return [ProduceResponse.NodeEndpoint(node_id=e.node_id, host=e.host, port=e.port, rack=e.rack)
+            for e in endpoints_of(b, leaders)]
 
 
 def _error(index: int, error: ErrorCode, message: str | None = None) -> ProduceResponse.PartitionProduceResponse:
