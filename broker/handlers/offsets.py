@@ -47,10 +47,19 @@ async def list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffs
                 continue
             log = state.log
             ts = rp.timestamp
+            # A new leader whose high watermark has not yet reached its epoch's start offset does
+            # not know where its predecessor's high watermark was: a client asking for the end (or
+            # for an offset beyond that high watermark) is told OFFSET_NOT_AVAILABLE and retries,
+            # as in Kafka, instead of getting an offset that goes back later.
+            hw_behind = (req.replica_id < 0 and state.replica is not None
+                         and state.replica.leader_epoch_start_offset > log.high_watermark)
             if ts == LATEST_TIMESTAMP:
                 # Consumers see up to the high watermark (the last stable offset for read_committed);
                 # a follower asking as a replica gets the log end (Kafka's fetcher uses it to find out
                 # how far to truncate).
+                if hw_behind:
+                    r.error_code = ErrorCode.OFFSET_NOT_AVAILABLE
+                    continue
                 r.offset = log.log_end_offset if req.replica_id >= 0 else log.high_watermark
                 r.leader_epoch = state.leader_epoch if with_epoch else -1
                 continue
@@ -60,6 +69,9 @@ async def list_offsets(ctx: RequestContext, req: ListOffsetsRequest) -> ListOffs
                 r.offset = log.log_start_offset
             elif ts == MAX_TIMESTAMP or ts >= 0:
                 found = log.offset_for_timestamp(ts)
+                if found is not None and found.offset >= log.high_watermark and hw_behind:
+                    r.error_code = ErrorCode.OFFSET_NOT_AVAILABLE
+                    continue
                 if found is None or found.offset >= log.high_watermark:
                     continue  # no record at or after that time (yet visible): offset -1
                 r.timestamp, r.offset = found.timestamp, found.offset

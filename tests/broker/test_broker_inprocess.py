@@ -48,6 +48,8 @@ from protocol.messages.offset_for_leader_epoch import (
 )
 from protocol.messages.produce import ProduceRequest, ProduceResponse
 from protocol.primitives import ZERO_UUID
+from replication.partition import LeaderAndIsr, Partition
+from storage.log import AppendRejected
 
 E = ErrorCode
 TIMEOUT_S = 30  # virtual seconds with autojump; a hang fails at once instead of stalling the run
@@ -1082,3 +1084,41 @@ async def test_long_poll_waits_until_min_bytes_accumulate(autojump_clock):
             ((waited_s, data),) = out
             assert 3 <= waited_s < 4, waited_s
             assert [v for _, v in values_of(data)] == [bytes([i]) * 400 for i in range(3)]
+
+
+async def test_list_offsets_on_a_new_leader_whose_high_watermark_lags_its_epoch_start(autojump_clock):
+    """Kafka's rule for a freshly elected leader: until its high watermark reaches the start of
+    its leader epoch it cannot tell clients where the end is (its predecessor's high watermark may
+    have been higher), so LATEST, and a timestamp whose record lies at or beyond the high
+    watermark, are answered OFFSET_NOT_AVAILABLE; EARLIEST is still answered, and a replica asking
+    for the end gets the log end. Once the high watermark reaches the epoch start, all is normal."""
+    b = make_broker()
+    async with serving(b) as h:
+        c = h.connect()
+        with trio.fail_after(TIMEOUT_S):
+            await create_ok(c, "t")
+            state = b.partition("t", 0)
+            assert state is not None
+            # Three records the previous leader wrote and this replica has, above its high watermark.
+            appended = state.log.append_as_leader(batch([b"a", b"b", b"c"]), leader_epoch=0, now_ms=b.now_ms())
+            assert not isinstance(appended, AppendRejected) and state.log.high_watermark == 0
+            state.replica = Partition(state.log, broker_id=b.node_id)
+            state.replica.become_leader(LeaderAndIsr(leader=b.node_id, leader_epoch=1, partition_epoch=1,
+                                                     replicas=(b.node_id, 99), isr=(b.node_id, 99)),
+                                        min_insync_replicas=1, now_ms=b.now_ms())
+            assert state.replica.leader_epoch_start_offset == 3
+            assert (await list_offset(c, "t", 0, -1)).error_code == E.OFFSET_NOT_AVAILABLE
+            assert (await list_offset(c, "t", 0, BASE_MS + 1)).error_code == E.OFFSET_NOT_AVAILABLE
+            r = await list_offset(c, "t", 0, -2)
+            assert (r.error_code, r.offset) == (E.NONE, 0)
+            as_replica = ListOffsetsRequest(replica_id=99, topics=[ListOffsetsRequest.ListOffsetsTopic(
+                name="t", partitions=[ListOffsetsRequest.ListOffsetsPartition(partition_index=0, timestamp=-1)])])
+            resp = await c.request(as_replica, 8)
+            assert isinstance(resp, ListOffsetsResponse)
+            assert (resp.topics[0].partitions[0].error_code, resp.topics[0].partitions[0].offset) == (E.NONE, 3)
+
+            state.log.update_high_watermark(3)  # the follower caught up: the HW reaches the epoch start
+            r = await list_offset(c, "t", 0, -1)
+            assert (r.error_code, r.offset) == (E.NONE, 3)
+            r = await list_offset(c, "t", 0, BASE_MS + 1)
+            assert (r.error_code, r.offset) == (E.NONE, 1)
