@@ -586,18 +586,9 @@ class Partition:
     def append(self, records: bytes | bytearray | memoryview, *, acks: int, now_ms: int,
                timeout_ms: int) -> AppendResult:
         """Append a produce's records as leader; see the module docstring for acks=-1."""
-        if self._role is not Role.LEADER:
-            return AppendResult(error=ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        min_isr = self.min_insync_replicas
-        if acks == ACKS_ALL:
-            if len(self._isr) < min_isr:
-                return AppendResult(
-                    error=ErrorCode.NOT_ENOUGH_REPLICAS,
-                    message=f"the ISR has {len(self._isr)} replicas, min.insync.replicas is {min_isr}",
-                )
-            if len(self._produces) >= self.config.pending_produces_max:
-                return AppendResult(error=ErrorCode.REQUEST_TIMED_OUT,
-                                    message="too many acks=all produces are waiting on this partition")
+        refused = self.refuse_append(acks=acks)
+        if refused is not None:
+            return refused
         result = self.log.append_as_leader(records, leader_epoch=self._leader_epoch, now_ms=now_ms)
         if isinstance(result, AppendRejected):
             return AppendResult(error=result.error, message=result.message)
@@ -612,6 +603,29 @@ class Partition:
         self._next_produce_id += 1
         self._produces.append(_PendingProduce(produce_id, required, now_ms + max(timeout_ms, 0)))
         return AppendResult(error=ErrorCode.NONE, info=result, produce_id=produce_id)
+
+    def refuse_append(self, *, acks: int) -> AppendResult | None:
+        """The answer to a produce refused before its records are looked at (not the leader;
+        for acks=all an ISR below the min ISR, or too many produces waiting), else None.
+
+        The broker asks this before its idempotence checks too, as Kafka's
+        ``Partition.appendRecordsToLeader`` checks the ISR before the log validates producer
+        sequences: behind a batch refused NOT_ENOUGH_REPLICAS, the producer's next batches must
+        be refused the same way, not OUT_OF_ORDER_SEQUENCE_NUMBER, on which librdkafka bumps
+        its producer epoch and re-sends under a new producer id what an earlier batch
+        (answered NOT_ENOUGH_REPLICAS_AFTER_APPEND, i.e. written) already holds: a duplicate."""
+        if self._role is not Role.LEADER:
+            return AppendResult(error=ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if acks != ACKS_ALL:
+            return None
+        min_isr = self.min_insync_replicas
+        if len(self._isr) < min_isr:
+            return AppendResult(error=ErrorCode.NOT_ENOUGH_REPLICAS,
+                                message=f"the ISR has {len(self._isr)} replicas, min.insync.replicas is {min_isr}")
+        if len(self._produces) >= self.config.pending_produces_max:
+            return AppendResult(error=ErrorCode.REQUEST_TIMED_OUT,
+                                message="too many acks=all produces are waiting on this partition")
+        return None
 
     def _acks_all_outcome(self, required_offset: int) -> ErrorCode | None:
         """The answer for an acks=all produce ending below ``required_offset``, or None: wait."""

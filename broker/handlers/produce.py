@@ -113,8 +113,11 @@ def _append(ctx: RequestContext, req: ProduceRequest, state: PartitionState,
     if pd.records is None or len(pd.records) == 0:  # type: ignore[arg-type]
         return _error(pd.index, ErrorCode.INVALID_RECORD, "the request has no record batches")
     replica = state.replica
-    if replica is not None and not replica.is_leader:
-        return _error(pd.index, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+    # As Kafka: leadership and the ISR are checked before the records, so the batches after one
+    # refused NOT_ENOUGH_REPLICAS get that answer too (see Partition.refuse_append).
+    refused = replica.refuse_append(acks=req.acks) if replica is not None else None
+    if refused is not None:
+        return _error(pd.index, refused.error, refused.message)
     min_isr = b.min_insync_replicas(log.topic)
     if replica is None and req.acks == -1 and min_isr > 1:
         # A single node is an ISR of one.

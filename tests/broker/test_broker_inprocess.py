@@ -1122,3 +1122,48 @@ async def test_list_offsets_on_a_new_leader_whose_high_watermark_lags_its_epoch_
             assert (r.error_code, r.offset) == (E.NONE, 3)
             r = await list_offset(c, "t", 0, BASE_MS + 1)
             assert (r.error_code, r.offset) == (E.NONE, 1)
+
+
+async def test_an_isr_below_min_is_answered_before_the_producer_sequence_check(autojump_clock):
+    """Kafka checks the ISR (acks=all) before the log validates an idempotent producer's
+    sequence. The order matters to librdkafka: batches R0 (written), R1 and R2 in flight while the
+    ISR shrinks below min.insync.replicas; R1 is refused NOT_ENOUGH_REPLICAS (not written), and R2
+    must be too. Answered OUT_OF_ORDER_SEQUENCE_NUMBER, R2 makes librdkafka bump its producer
+    epoch and re-send R0 under a new producer id: a duplicate of a written batch (the fault test
+    caught one). A retry of R0 itself is refused the same way until the ISR is back."""
+    b = make_broker()
+    async with serving(b) as h:
+        c = h.connect()
+        with trio.fail_after(TIMEOUT_S):
+            await create_ok(c, "t")
+            pid, epoch = await init_producer_id(c)
+            state = b.partition("t", 0)
+            assert state is not None
+            state.replica = p = Partition(state.log, broker_id=b.node_id)
+            me = b.node_id
+
+            def isr(*members: int, partition_epoch: int) -> None:
+                p.become_leader(LeaderAndIsr(leader=me, leader_epoch=1, partition_epoch=partition_epoch,
+                                             replicas=(me, 99), isr=members), min_insync_replicas=2, now_ms=b.now_ms())
+
+            def rn(seq: int) -> bytes:
+                return batch([b"r%d" % seq], producer_id=pid, producer_epoch=epoch, base_sequence=seq)
+
+            async def send(seq: int, acks: int) -> ProduceResponse.PartitionProduceResponse:
+                resp = await c.request(produce_request("t", 0, rn(seq), acks=acks), 9)
+                assert isinstance(resp, ProduceResponse)
+                return only_partition(resp)
+
+            isr(me, 99, partition_epoch=1)
+            r0 = await send(0, acks=1)
+            assert (r0.error_code, r0.base_offset) == (E.NONE, 0)
+            isr(me, partition_epoch=2)  # the follower fell out of the ISR
+            assert (await send(1, acks=-1)).error_code == E.NOT_ENOUGH_REPLICAS
+            assert (await send(2, acks=-1)).error_code == E.NOT_ENOUGH_REPLICAS  # not OUT_OF_ORDER
+            assert (await send(0, acks=-1)).error_code == E.NOT_ENOUGH_REPLICAS  # a retry of R0 too
+            assert state.log.log_end_offset == 1
+            isr(me, 99, partition_epoch=3)  # back: the sequence rules answer again
+            assert (await send(2, acks=-1)).error_code == E.OUT_OF_ORDER_SEQUENCE_NUMBER
+            dup = await send(0, acks=1)
+            assert (dup.error_code, dup.base_offset) == (E.NONE, 0)
+            assert state.log.log_end_offset == 1
