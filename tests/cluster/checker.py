@@ -14,7 +14,10 @@ beginning of every partition. The verdict lists:
 * ``diverged``: an offset that two consumers read with different values.
 
 Unacknowledged values may or may not be present (an ack can be lost after the write); that is
-not an error, but it is counted.
+not an error, but it is counted. An acknowledgement may come without an offset: librdkafka's
+idempotent producer acknowledges a batch whose own answer was lost once a later batch of the
+same partition is acknowledged (sequences prove the earlier one was written), with no offset to
+report. Such a value must be in its partition, at any offset.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 Entry = tuple[int, int, bytes]  # partition, offset, value
+Acked = tuple[int, int | None, bytes]  # the offset is None when the producer was not told it
 
 
 def value_for(producer: str, seq: int) -> bytes:
@@ -40,8 +44,8 @@ class Verdict:
     acknowledged: int = 0
     read: int = 0
     unacknowledged_present: int = 0
-    lost: list[Entry] = field(default_factory=list)
-    misplaced: list[tuple[Entry, int]] = field(default_factory=list)
+    lost: list[Acked] = field(default_factory=list)
+    misplaced: list[tuple[Acked, int]] = field(default_factory=list)
     duplicated: list[tuple[bytes, list[tuple[int, int]]]] = field(default_factory=list)
     reordered: list[tuple[int, str, int, int]] = field(default_factory=list)
     diverged: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
@@ -59,7 +63,7 @@ class Verdict:
                 f"diverged {head(self.diverged)}")
 
 
-def check(acked: Iterable[Entry], reads: Mapping[str, Iterable[Entry]]) -> Verdict:
+def check(acked: Iterable[Acked], reads: Mapping[str, Iterable[Entry]]) -> Verdict:
     verdict = Verdict()
     acked = list(acked)
     verdict.acknowledged = len(acked)
@@ -84,15 +88,19 @@ def check(acked: Iterable[Entry], reads: Mapping[str, Iterable[Entry]]) -> Verdi
     for key, value in merged.items():
         where[value].append(key)
     verdict.duplicated = [(v, sorted(keys)) for v, keys in where.items() if len(keys) > 1]
-    # Acknowledged values: present for every consumer, at the acknowledged offset.
+    # Acknowledged values: present for every consumer, at the acknowledged offset (or, for an
+    # acknowledgement without one, anywhere in the acknowledged partition).
     acked_values = set()
+    read_by = {consumer: {(key[0], value) for key, value in at.items()} for consumer, at in per_consumer.items()}
     for partition, offset, value in acked:
         acked_values.add(value)
-        for at in per_consumer.values():
-            got = at.get((partition, offset))
-            if got == value:
+        for consumer, at in per_consumer.items():
+            if offset is None:
+                if (partition, value) in read_by[consumer]:
+                    continue
+            elif at.get((partition, offset)) == value:
                 continue
-            if value in where:
+            if offset is not None and value in where:
                 verdict.misplaced.append(((partition, offset, value), where[value][0][1]))
             else:
                 verdict.lost.append((partition, offset, value))

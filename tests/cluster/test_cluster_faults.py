@@ -226,7 +226,8 @@ def _diagnose(base: Path, verdict: object) -> str:
     for _value, places in getattr(verdict, "duplicated", []):
         wanted.update(places)
     for partition, offset, _value in getattr(verdict, "lost", []):
-        wanted.add((partition, offset))
+        if offset is not None:  # an acknowledgement without an offset names no place to look
+            wanted.add((partition, offset))
     lines = []
     for node_dir in sorted(base.glob("node-*/")):
         for partition, offset in sorted(wanted):

@@ -112,3 +112,15 @@ def test_checker_catches_each_anomaly(kind: str) -> None:
     verdict = check(acked, reads)
     assert not verdict.ok
     assert getattr(verdict, kind), verdict.summary()
+
+
+def test_checker_takes_an_acknowledgement_without_an_offset_as_anywhere_in_its_partition() -> None:
+    """librdkafka acknowledges a batch whose own answer was lost, once a later one is answered,
+    without an offset: the value must be in its partition (by every consumer), at any offset."""
+    acked: list[tuple[int, int | None, bytes]] = [(0, 0, _v("a", 0)), (0, None, _v("a", 1)), (0, 2, _v("a", 2))]
+    read = [(0, 0, _v("a", 0)), (0, 1, _v("a", 1)), (0, 2, _v("a", 2))]
+    assert check(acked, {"c1": read, "c2": list(read)}).ok
+    verdict = check(acked, {"c1": read, "c2": [read[0], read[2]]})  # one consumer lacks it
+    assert verdict.lost == [(0, None, _v("a", 1))], verdict.summary()
+    verdict = check(acked, {"c1": [read[0], (1, 0, _v("a", 1)), read[2]]})  # in another partition
+    assert verdict.lost == [(0, None, _v("a", 1))], verdict.summary()
