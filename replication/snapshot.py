@@ -508,12 +508,13 @@ def image_from_snapshot(contents: SnapshotContents) -> MetadataImage:
 
 
 def as_of_snapshot(image: MetadataImage, end_offset: int) -> MetadataImage:
-    """``image`` as a snapshot ending at ``end_offset`` reloads it: its offset and every
-    registration offset below the end become ``end_offset - 1`` (see the module docstring)."""
+    """``image`` as a node that loaded a snapshot ending at ``end_offset`` (and replayed the log
+    after it, if ``image`` is later) has it: every registration offset below the end, and the
+    image's offset if it is below the end, become ``end_offset - 1`` (see the module docstring)."""
     last = end_offset - 1
     brokers = {b: replace(r, registration_offset=last) if r.registration_offset <= last else r
                for b, r in image.brokers.items()}
-    return replace(image, offset=last, brokers=MappingProxyType(brokers))
+    return replace(image, offset=max(image.offset, last), brokers=MappingProxyType(brokers))
 
 
 __all__ = [
