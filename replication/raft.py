@@ -456,6 +456,8 @@ class RaftNode:
         self._retries = 0  # elections lost in a row (exponential backoff)
         self.snapshots = SnapshotStore(log.fs, log.dir)
         self.snapshots_fetched = 0  # snapshots installed from a leader since this node started
+        # As leader: the snapshot each replica is fetching and when it last asked for a chunk.
+        self._snapshot_readers: dict[int, tuple[SnapshotId, int]] = {}
         self._next_clean_ms = now_ms + self.config.clean_interval_ms
         self._recover_snapshots(now_ms)
         self._state: _State = self._recover(now_ms)
@@ -732,15 +734,28 @@ class RaftNode:
         self.log.remove_deleted_files(now_ms=now_ms)
         return cleaned
 
+    def _pinned_snapshot(self, now_ms: int) -> SnapshotId | None:
+        """The oldest snapshot a replica asked a chunk of within ``fetch_timeout_ms``: the log
+        start does not pass it, so that a follower can finish fetching it and go on with the log
+        from its end. (Kafka deletes it; the follower is told SNAPSHOT_NOT_FOUND and starts over,
+        which never ends where snapshots come faster than a slow follower fetches one.)"""
+        readers = self._snapshot_readers
+        for replica, (_, at_ms) in list(readers.items()):
+            if now_ms - at_ms > self.config.fetch_timeout_ms:
+                del readers[replica]
+        return min((sid for sid, _ in readers.values()), default=None)
+
     def _delete_before_snapshot(self, now_ms: int, snapshot_id: SnapshotId) -> bool:
         """Move the log start to ``snapshot_id`` (Kafka's ``deleteBeforeSnapshot``)."""
         latest = self.snapshots.latest
         offset = snapshot_id.end_offset
+        pinned = self._pinned_snapshot(now_ms)
         if (
             latest is None
             or snapshot_id not in self.snapshots
             or not self.log.log_start_offset < offset <= latest.end_offset
             or offset > self._hw
+            or (pinned is not None and pinned < snapshot_id)
         ):
             return False
         if self.log.delete_records_before(offset, now_ms=now_ms) != ErrorCode.NONE:
@@ -1180,6 +1195,8 @@ class RaftNode:
         s = self._state
         assert isinstance(s, _Leader)
         self._heard_from_voter(now_ms, s, req.replica_id, _dir_or_none(p.replica_directory_id))
+        if req.replica_id in self._snapshot_readers or len(self._snapshot_readers) < OBSERVERS_MAX:
+            self._snapshot_readers[req.replica_id] = (snapshot_id, now_ms)
         max_bytes = max(1, min(req.max_bytes, self.config.fetch_bytes_max))
         chunk = self.snapshots.read_chunk(snapshot_id, p.position, max_bytes)
         response = self._fetch_snapshot_response(ErrorCode.NONE)
@@ -1606,6 +1623,7 @@ class RaftNode:
         old = self._state
         if isinstance(old, _Follower):
             self._abort_snapshot_fetch(old)
+        self._snapshot_readers.clear()
         self._state = state
         self._inflight.clear()
         self._backoff_until.clear()

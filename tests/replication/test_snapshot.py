@@ -623,3 +623,19 @@ def test_a_voter_fetching_a_snapshot_counts_for_check_quorum() -> None:
         FetchSnapshotRequest.TopicSnapshot(name="__cluster_metadata", partitions=[FetchSnapshotRequest.PartitionSnapshot(
             current_leader_epoch=1, snapshot_id=FetchSnapshotRequest.SnapshotId(15, 1), replica_directory_id=DIRS[3])])]))
     assert leader._state.check_quorum_deadline_ms == T0 + 10 + SMALL.check_quorum_ms > deadline  # type: ignore[union-attr]
+
+
+def test_the_log_start_does_not_pass_a_snapshot_a_follower_is_fetching() -> None:
+    """Trafka's one deviation from Kafka's cleaning: a snapshot a replica asked a chunk of within
+    the fetch timeout stays, and the log start stays at or below it, so the follower can finish
+    and go on from its end; once nobody asked for that long, cleaning goes on."""
+    _, leader = committed_leader(40, config=dataclasses.replace(SMALL, retention_bytes=0))
+    snap(leader, 10)
+    first = snap(leader, 20)
+    assert first is not None and leader.log_start_offset == 20
+    assert only(fetch_snapshot(leader, sid=first)).error_code == 0  # replica 2, at T0
+    assert snap(leader, 35) == SnapshotId(35, 1)
+    assert leader.log_start_offset == 20 and first in leader.snapshots, "pinned by the fetch in progress"
+    assert not leader.clean(T0 + SMALL.fetch_timeout_ms)
+    assert leader.clean(T0 + SMALL.fetch_timeout_ms + 1)
+    assert leader.log_start_offset == 35 and leader.snapshots.ids == [SnapshotId(35, 1)]
