@@ -575,17 +575,19 @@ def test_snapshot_not_found_starts_over_with_the_newer_snapshot() -> None:
     _, leader = committed_leader(40, config=config)
     snap(leader, 10)
     first = snap(leader, 20)
-    follower = follow(SnapBox(3), 1, 1)
+    follower = follow(SnapBox(3, config=dataclasses.replace(SMALL, fetch_timeout_ms=10_000)), 1, 1)
 
     def some_chunks() -> bool:
         fetching = follower._state.fetching  # type: ignore[union-attr]
         return fetching is not None and fetching.snapshot_id == first and fetching.partial.size_bytes > 0
 
     pump(leader, follower, T0 + 100, until=some_chunks)
-    # A chunk or two in, the leader takes a newer snapshot and cleans the old one away.
-    newer = snap(leader, 35)
+    # A chunk or two in, the follower goes quiet for longer than the leader's fetch timeout, and
+    # the leader takes a newer snapshot and cleans the old one away.
+    later = T0 + 100 + SMALL.fetch_timeout_ms + 1
+    newer = snap(leader, 35, now_ms=later)
     assert newer is not None and first not in leader.snapshots
-    pump(leader, follower, T0 + 100, until=lambda: follower.snapshots_fetched == 1)
+    pump(leader, follower, later, until=lambda: follower.snapshots_fetched == 1)
     assert follower.latest_snapshot_id == newer and follower.log_start_offset == 35
 
 
