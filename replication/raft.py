@@ -3,12 +3,13 @@
 What it owns. One node's part in the election and replication of the cluster metadata log
 (``__cluster_metadata``, partition 0): its role and epoch, the quorum-state file
 (``replication.quorum_state``), the metadata log itself (a ``storage.log.PartitionLog`` it
-appends to, flushes and truncates), the high watermark (what is committed), the requests it has in
+appends to, flushes and truncates), the log's snapshots (``replication.snapshot.SnapshotStore``,
+in the log's directory: KIP-630), the high watermark (what is committed), the requests it has in
 flight and, as leader, every replica's progress and the fetches it holds until there is data.
 Behaviour follows Kafka's ``KafkaRaftClient``/``QuorumState`` (3.9, with 4.0's pre-vote, KIP-996).
 
-What it never does: I/O other than through the log and the quorum-state store it is given (both go
-through ``storage.fs.FileSystem``), reading a clock, drawing randomness it was not given,
+What it never does: I/O other than through the log, the quorum-state store and the snapshot store
+(all three go through ``storage.fs.FileSystem``), reading a clock, drawing randomness it was not given,
 sleeping, or raising for what a peer sent. Time comes in as ``now_ms``; randomness (election
 timeouts, backoff, which voter an observer asks) from an injected ``random.Random``-like source.
 
@@ -24,6 +25,9 @@ carry out; call it after every ``handle_*`` and ``propose`` call and at ``next_d
 ``propose(now_ms, records)`` appends opaque records as one batch on the leader and returns the
 offset of the last one (or a ``ProposeRejected``); ``read_committed``/``CommitCursor`` hand
 committed batches, in order and once each, to the state machine that applies them.
+``create_snapshot`` stores the state machine's snapshot at a committed batch end;
+``CommitCursor.snapshot_needed`` tells a state machine when it must load one (``read_snapshot``)
+instead of reading on: at its start, and after this node installed one from the leader.
 
 Theory of operation.
 
@@ -62,6 +66,33 @@ Theory of operation.
   could not commit them anyway. A follower takes the leader's high watermark only up to the end of
   what that leader validated in the same response, and never truncates below its own high
   watermark (a response asking for that is ignored).
+* Snapshots (KIP-630, Kafka's ``KafkaMetadataLog`` and ``KafkaRaftClient`` rules). A snapshot
+  ``<end offset>-<epoch>`` holds the state below its end offset; the epoch is that of the last
+  batch it covers. The state machine writes one at a committed batch end (``create_snapshot``:
+  at or below the high watermark and matching the log's epochs, else ``ValueError``). Every
+  ``clean_interval_ms``, and after a snapshot is written, the retention rules run (``clean``):
+  while the log and the snapshots together exceed ``retention_bytes``, or the oldest snapshot's
+  last record is older than ``retention_ms``, the log start moves to the next snapshot, the
+  segments wholly below it and the older snapshots are deleted; the log start never passes the
+  latest snapshot or the high watermark. The leader answers a fetch with the id of its latest
+  snapshot instead of records when the follower's log is empty and a snapshot exists, or when
+  (``_validate_offset_and_epoch``) the fetch offset is below the log start, at it with another
+  epoch than the earliest snapshot's, or the follower's last epoch is older than that snapshot's.
+  The follower then sends FetchSnapshot for that id (position = what it has, at most
+  ``fetch_bytes_max`` per answer) into a ``.part`` file; once it has the size the leader
+  announced it validates the snapshot (a bad one is deleted and fetched again from the start),
+  truncates its log fully to start, empty, at the snapshot's end, and takes that end as its high
+  watermark; its last fetched epoch is then the snapshot's (Kafka's rule for an empty log). The
+  leader answers FetchSnapshot SNAPSHOT_NOT_FOUND for an id it does not have (cleaned away:
+  the follower starts over with a fetch), POSITION_OUT_OF_RANGE, the epoch errors and
+  NOT_LEADER_OR_FOLLOWER of any leader-only request, INCONSISTENT_CLUSTER_ID. One deviation:
+  the log start does not pass a snapshot a replica asked a chunk of within ``fetch_timeout_ms``
+  (Kafka deletes it at once; the simulator found that a follower slower to fetch a snapshot than
+  the leader is to take the next one then never finishes). At a start, a log whose latest
+  snapshot lies past its end (a crash between installing a snapshot and truncating) is truncated
+  fully to it, snapshots below the log start are deleted, and the latest snapshot's end is the
+  high watermark; a log that starts above zero with no snapshot covering it cannot be replayed
+  and is refused (``SnapshotError``), as Kafka refuses it.
 * Requests: at most one in flight per destination; a request unanswered after
   ``request_timeout_ms`` is forgotten and the destination backs off ``retry_backoff_ms``. Every
   change of role forgets what is in flight, so a late answer to an older role is ignored.
@@ -72,10 +103,11 @@ KIP-996's pre-vote flag is a field of VoteRequest v2, which the schemas vendored
 do not have yet; until they do, a pre-vote is marked by a Trafka-private tagged field
 (``PRE_VOTE_TAG``) on the partition, which Kafka's codecs keep and ignore.
 
-Not built: snapshots (FetchSnapshot is answered SNAPSHOT_NOT_FOUND; the metadata log is never
-truncated at its start, so followers never need one), dynamic voter changes (KIP-853's
-AddRaftVoter/RemoveRaftVoter), the append linger (each proposal is one batch, appended at once).
-Single-threaded.
+Not built: dynamic voter changes (KIP-853's AddRaftVoter/RemoveRaftVoter, and so the voter set in
+snapshots: ``KRaftVersion``/``KRaftVoters`` records are skipped when read, never written), the
+bootstrap snapshot (``0-0.checkpoint``), the append linger (each proposal is one batch, appended
+at once). Snapshot files are written, read and deleted synchronously (Kafka deletes
+asynchronously after ``file.delete.delay.ms``). Single-threaded.
 """
 
 from __future__ import annotations
