@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from protocol.error_codes import ErrorCode
 from protocol.messages.delete_topics import DeleteTopicsRequest
+from protocol.messages.fetch import FetchRequest
 from protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from protocol.messages.incremental_alter_configs import IncrementalAlterConfigsRequest
 from protocol.records import iter_batches
@@ -544,7 +545,9 @@ def test_an_empty_log_after_a_snapshot_reports_the_snapshots_epoch() -> None:
     pump(leader, follower, T0 + 100, until=lambda: follower.snapshots_fetched == 1)
     assert follower.log_end_offset == 21 and follower.log.epochs.latest_epoch is None
     assert follower.last_fetched_epoch == 1, "the snapshot's epoch (Kafka's lastFetchedEpoch)"
-    assert follower.poll(T0 + 200)[0].request.topics[0].partitions[0].last_fetched_epoch == 1
+    fetch = follower.poll(T0 + 200)[0]
+    assert isinstance(fetch, SendRequest) and isinstance(fetch.request, FetchRequest)
+    assert fetch.request.topics[0].partitions[0].last_fetched_epoch == 1
 
 
 def test_a_chunk_that_spoils_the_snapshot_is_fetched_again() -> None:
@@ -559,6 +562,7 @@ def test_a_chunk_that_spoils_the_snapshot_is_fetched_again() -> None:
         if isinstance(response, FetchSnapshotResponse) and not spoiled["done"]:
             part = response.topics[0].partitions[0]
             if part.position > 0:
+                assert isinstance(part.unaligned_records, bytes)
                 data = bytearray(part.unaligned_records)
                 data[0] ^= 0xFF
                 part.unaligned_records = bytes(data)
@@ -566,7 +570,7 @@ def test_a_chunk_that_spoils_the_snapshot_is_fetched_again() -> None:
 
     kinds = pump(leader, follower, T0 + 100, until=lambda: follower.snapshots_fetched == 1, tamper=spoil)
     assert spoiled["done"] and kinds.count("FetchRequest") >= 2, "the spoiled fetch ended and a new one began"
-    assert follower.latest_snapshot_id == sid
+    assert sid is not None and follower.latest_snapshot_id == sid
     assert follower.read_snapshot(sid).records == leader.read_snapshot(sid).records
 
 

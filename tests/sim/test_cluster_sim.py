@@ -465,12 +465,12 @@ class ClusterWorld(Observer):
         view.last_hw = hw
         assert raft.log_start_offset <= hw, f"node {n.id}: metadata log start beyond its HW {hw}"
         if n.image is not view.image:
-            want = self.committed_image_at(n.image.offset)
+            expected = self.committed_image_at(n.image.offset)
             if n.loaded_snapshot_end:
                 # Loaded from a snapshot (and maybe replayed on): what a snapshot keeps of the
                 # committed image (replication.snapshot.as_of_snapshot).
-                want = as_of_snapshot(want, n.loaded_snapshot_end)
-            assert n.image == want, (
+                expected = as_of_snapshot(expected, n.loaded_snapshot_end)
+            assert n.image == expected, (
                 f"node {n.id}'s metadata image at offset {n.image.offset} differs from the committed log's"
                 + (f" (snapshot to {n.loaded_snapshot_end})" if n.loaded_snapshot_end else ""))
             view.image = n.image
