@@ -11,6 +11,12 @@ What it owns. When ``controller.quorum.voters`` is set, the broker runs one ``Cl
   the quorum has committed them;
 * the metadata image every broker serves from, replayed from committed records; ``on_image``
   callbacks (the replica manager) see every new image;
+* metadata snapshots (``replication.snapshot``, KIP-630): at a start the image (and the standby
+  controller's) is loaded from the newest snapshot and only the log after it is replayed; every
+  ``metadata.log.max.record.bytes.between.snapshots`` bytes of committed batches (or
+  ``metadata.log.max.snapshot.interval.ms``) the committed image is written as a new snapshot;
+  when the Raft node installs a snapshot fetched from the leader, the image is reloaded from it
+  (the callbacks see old and new, the controller resets from it);
 * the broker's lifecycle: registration with the active controller and heartbeats every
   ``broker.heartbeat.interval.ms``; a fenced broker keeps heartbeating until it is caught up and
   unfenced.
@@ -20,7 +26,9 @@ Theory of operation. One task, ``_quorum_loop``, drives the sans-IO cores: it po
 and the standby controller, activates or resigns the controller as leadership comes and goes,
 runs the controller's timers, and sleeps until the next deadline or a wake-up. Handlers call
 into the cores directly (everything runs on the trio thread) and wake the loop. Nothing here
-blocks, except the fsyncs the Raft core does on the metadata log (small and rare).
+blocks, except the fsyncs the Raft core does on the metadata log (small and rare) and the writing
+and reading of a snapshot (one file of the image's size, at most once per
+``metadata.log.max.record.bytes.between.snapshots`` of metadata).
 
 The cluster id: every node of a cluster must agree on it. ``meta.properties`` keeps it once
 written; a node formatted for the first time in cluster mode derives it from the voter set
@@ -58,6 +66,7 @@ from replication.raft import (
     METADATA_TOPIC_ID,
     WIRE_VERSIONS,
     CommitCursor,
+    CommittedBatch,
     ProposeRejected,
     RaftConfig,
     RaftNode,
@@ -65,6 +74,13 @@ from replication.raft import (
     SendResponse,
 )
 from replication.records import decode_record, encode_record
+from replication.snapshot import (
+    SnapshotId,
+    SnapshotPolicy,
+    SnapshotPolicyConfig,
+    image_from_snapshot,
+    image_records,
+)
 
 if TYPE_CHECKING:
     from broker.core import Broker
@@ -153,6 +169,10 @@ class ClusterNode:
         self.controller: QuorumController | None = None
         self.raft: RaftNode | None = None
         self.cursor = CommitCursor()
+        self.snapshot_policy = SnapshotPolicy(SnapshotPolicyConfig.from_properties(cfg.values), now_ms=broker.now_ms())
+        self._last_batch: CommittedBatch | None = None  # the last batch replayed into the image
+        self.snapshots_loaded: list[SnapshotId] = []
+        self._installs_seen = 0  # the Raft node's snapshots_fetched when the image last loaded one
         self.broker_epoch = -1
         self.fenced = True
         self.incarnation_id = broker.new_uuid()
@@ -371,14 +391,20 @@ class ClusterNode:
         raft = self.raft
         assert raft is not None
         old = self.image
+        needed = self.cursor.snapshot_needed(raft)
+        if needed is not None:
+            self._load_snapshot(needed, now)
         while batches := self.cursor.drain(raft):
             for batch in batches:
+                self.snapshot_policy.committed(batch.size_bytes)
+                self._last_batch = batch
                 if batch.is_control or not batch.records:
                     continue
                 records = [decode_record(r) for r in batch.records]
                 self.image = self.image.apply(records, base_offset=batch.base_offset)
                 if self.controller is not None:
                     self.controller.handle_commit(base_offset=batch.base_offset, records=records)
+        self._maybe_snapshot(now)
         hw = raft.high_watermark
         # Answer controller writes that are now committed.
         still = []
@@ -394,6 +420,44 @@ class ClusterNode:
                 callback(old, self.image)
             self._image_changed.set()
             self._image_changed = trio.Event()
+
+    def _load_snapshot(self, snapshot_id: SnapshotId, now: int) -> None:
+        """Replace the image with a snapshot's: at a start, or when the Raft node installed one
+        from the leader (the log no longer holds where the image was). The controller, standby
+        by then (only a follower installs), resets from it too."""
+        raft = self.raft
+        assert raft is not None
+        contents = raft.read_snapshot(snapshot_id)
+        self.image = image_from_snapshot(contents)
+        self.cursor.next_offset = snapshot_id.end_offset
+        self.snapshot_policy.taken(now)
+        self._last_batch = None
+        self.snapshots_loaded.append(snapshot_id)
+        c = self.controller
+        if c is not None:
+            if c.is_active:
+                c.resign()
+                self._fail_controller_replies()
+            c.load_snapshot(self.image)
+        fetched = raft.snapshots_fetched > self._installs_seen
+        self._installs_seen = raft.snapshots_fetched
+        log.info("node %d: metadata image loaded from snapshot %s (%d records, %d bytes)%s", self.node_id,
+                 snapshot_id, len(contents.records), contents.size_bytes,
+                 " fetched from the leader" if fetched else "")
+
+    def _maybe_snapshot(self, now: int) -> None:
+        """Write the committed image as a snapshot when the triggers say so."""
+        raft, last = self.raft, self._last_batch
+        assert raft is not None
+        if last is None or last.last_offset + 1 != self.cursor.next_offset or not self.snapshot_policy.due(now):
+            return
+        snapshot_id = raft.create_snapshot(now, end_offset=self.cursor.next_offset, epoch=last.epoch,
+                                           last_contained_timestamp_ms=last.timestamp_ms,
+                                           records=image_records(self.image))
+        self.snapshot_policy.taken(now)
+        if snapshot_id is not None:
+            log.info("node %d: wrote metadata snapshot %s; the log starts at %d", self.node_id, snapshot_id,
+                     raft.log_start_offset)
 
     def _steer_controller(self, now: int) -> None:
         c, raft = self.controller, self.raft

@@ -438,13 +438,15 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
         _k("metadata.log.dir", _S, None, _HIGH, "Directory of the cluster metadata log; unset means the "
            "first log directory."),
         _k("metadata.log.segment.bytes", _I, 1073741824, _HIGH, "Largest segment of the metadata log.",
-           Range(12)),
+           Range(12), note="Kafka also refuses values below its internal metadata.log.segment.min.bytes "
+                           "(8 MiB); Trafka takes any value from 12, so tests can use tiny segments."),
         _k("metadata.log.segment.ms", _L, 604800000, _HIGH, "Age at which the metadata log rolls a new "
            "segment."),
         _k("metadata.max.retention.bytes", _L, 104857600, _HIGH, "Size of metadata log and snapshots "
            "kept before old ones are deleted."),
         _k("metadata.max.retention.ms", _L, 604800000, _HIGH, "Age of metadata log segments and snapshots "
-           "kept before they are deleted."),
+           "kept before they are deleted.", note="As in Kafka, the age of a snapshot is that of the last record "
+           "it covers, and the newest snapshot and the log after it are always kept."),
         _k("metadata.log.max.record.bytes.between.snapshots", _L, 20971520, _HIGH, "Bytes of new metadata "
            "records after which a snapshot is taken.", _AT_LEAST_1),
         _k("metadata.log.max.snapshot.interval.ms", _L, 3600000, _HIGH, "Longest time between metadata "

@@ -193,8 +193,14 @@ class Broker:
 
     def _topic_log_config(self, topic: str) -> LogConfig:
         if topic == METADATA_TOPIC:
-            # The metadata log is the cluster's history: never deleted by retention.
-            return log_config(self.config, {"retention.ms": "-1", "retention.bytes": "-1"})
+            # The metadata log is never deleted by the topic retention rules: the Raft node moves
+            # its start to a snapshot (metadata.max.retention.*). Its segments follow
+            # metadata.log.segment.*, as in Kafka's KafkaMetadataLog.
+            return log_config(self.config, {
+                "retention.ms": "-1", "retention.bytes": "-1",
+                "segment.bytes": str(self.config.get_int("metadata.log.segment.bytes")),
+                "segment.ms": str(self.config.get_int("metadata.log.segment.ms")),
+            })
         t = self.topics.get(topic)
         return log_config(self.config, t.configs if t is not None else {})
 

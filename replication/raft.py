@@ -3,12 +3,13 @@
 What it owns. One node's part in the election and replication of the cluster metadata log
 (``__cluster_metadata``, partition 0): its role and epoch, the quorum-state file
 (``replication.quorum_state``), the metadata log itself (a ``storage.log.PartitionLog`` it
-appends to, flushes and truncates), the high watermark (what is committed), the requests it has in
+appends to, flushes and truncates), the log's snapshots (``replication.snapshot.SnapshotStore``,
+in the log's directory: KIP-630), the high watermark (what is committed), the requests it has in
 flight and, as leader, every replica's progress and the fetches it holds until there is data.
 Behaviour follows Kafka's ``KafkaRaftClient``/``QuorumState`` (3.9, with 4.0's pre-vote, KIP-996).
 
-What it never does: I/O other than through the log and the quorum-state store it is given (both go
-through ``storage.fs.FileSystem``), reading a clock, drawing randomness it was not given,
+What it never does: I/O other than through the log, the quorum-state store and the snapshot store
+(all three go through ``storage.fs.FileSystem``), reading a clock, drawing randomness it was not given,
 sleeping, or raising for what a peer sent. Time comes in as ``now_ms``; randomness (election
 timeouts, backoff, which voter an observer asks) from an injected ``random.Random``-like source.
 
@@ -24,6 +25,9 @@ carry out; call it after every ``handle_*`` and ``propose`` call and at ``next_d
 ``propose(now_ms, records)`` appends opaque records as one batch on the leader and returns the
 offset of the last one (or a ``ProposeRejected``); ``read_committed``/``CommitCursor`` hand
 committed batches, in order and once each, to the state machine that applies them.
+``create_snapshot`` stores the state machine's snapshot at a committed batch end;
+``CommitCursor.snapshot_needed`` tells a state machine when it must load one (``read_snapshot``)
+instead of reading on: at its start, and after this node installed one from the leader.
 
 Theory of operation.
 
@@ -62,6 +66,33 @@ Theory of operation.
   could not commit them anyway. A follower takes the leader's high watermark only up to the end of
   what that leader validated in the same response, and never truncates below its own high
   watermark (a response asking for that is ignored).
+* Snapshots (KIP-630, Kafka's ``KafkaMetadataLog`` and ``KafkaRaftClient`` rules). A snapshot
+  ``<end offset>-<epoch>`` holds the state below its end offset; the epoch is that of the last
+  batch it covers. The state machine writes one at a committed batch end (``create_snapshot``:
+  at or below the high watermark and matching the log's epochs, else ``ValueError``). Every
+  ``clean_interval_ms``, and after a snapshot is written, the retention rules run (``clean``):
+  while the log and the snapshots together exceed ``retention_bytes``, or the oldest snapshot's
+  last record is older than ``retention_ms``, the log start moves to the next snapshot, the
+  segments wholly below it and the older snapshots are deleted; the log start never passes the
+  latest snapshot or the high watermark. The leader answers a fetch with the id of its latest
+  snapshot instead of records when the follower's log is empty and a snapshot exists, or when
+  (``_validate_offset_and_epoch``) the fetch offset is below the log start, at it with another
+  epoch than the earliest snapshot's, or the follower's last epoch is older than that snapshot's.
+  The follower then sends FetchSnapshot for that id (position = what it has, at most
+  ``fetch_bytes_max`` per answer) into a ``.part`` file; once it has the size the leader
+  announced it validates the snapshot (a bad one is deleted and fetched again from the start),
+  truncates its log fully to start, empty, at the snapshot's end, and takes that end as its high
+  watermark; its last fetched epoch is then the snapshot's (Kafka's rule for an empty log). The
+  leader answers FetchSnapshot SNAPSHOT_NOT_FOUND for an id it does not have (cleaned away:
+  the follower starts over with a fetch), POSITION_OUT_OF_RANGE, the epoch errors and
+  NOT_LEADER_OR_FOLLOWER of any leader-only request, INCONSISTENT_CLUSTER_ID. One deviation:
+  the log start does not pass a snapshot a replica asked a chunk of within ``fetch_timeout_ms``
+  (Kafka deletes it at once; the simulator found that a follower slower to fetch a snapshot than
+  the leader is to take the next one then never finishes). At a start, a log whose latest
+  snapshot lies past its end (a crash between installing a snapshot and truncating) is truncated
+  fully to it, snapshots below the log start are deleted, and the latest snapshot's end is the
+  high watermark; a log that starts above zero with no snapshot covering it cannot be replayed
+  and is refused (``SnapshotError``), as Kafka refuses it.
 * Requests: at most one in flight per destination; a request unanswered after
   ``request_timeout_ms`` is forgotten and the destination backs off ``retry_backoff_ms``. Every
   change of role forgets what is in flight, so a late answer to an older role is ignored.
@@ -72,10 +103,11 @@ KIP-996's pre-vote flag is a field of VoteRequest v2, which the schemas vendored
 do not have yet; until they do, a pre-vote is marked by a Trafka-private tagged field
 (``PRE_VOTE_TAG``) on the partition, which Kafka's codecs keep and ignore.
 
-Not built: snapshots (FetchSnapshot is answered SNAPSHOT_NOT_FOUND; the metadata log is never
-truncated at its start, so followers never need one), dynamic voter changes (KIP-853's
-AddRaftVoter/RemoveRaftVoter), the append linger (each proposal is one batch, appended at once).
-Single-threaded.
+Not built: dynamic voter changes (KIP-853's AddRaftVoter/RemoveRaftVoter, and so the voter set in
+snapshots: ``KRaftVersion``/``KRaftVoters`` records are skipped when read, never written), the
+bootstrap snapshot (``0-0.checkpoint``), the append linger (each proposal is one batch, appended
+at once). Snapshot files are written, read and deleted synchronously (Kafka deletes
+asynchronously after ``file.delete.delay.ms``). Single-threaded.
 """
 
 from __future__ import annotations
@@ -106,6 +138,14 @@ from protocol.records import (
     iter_batches,
 )
 from replication.quorum_state import NO_NODE, ElectionState, QuorumStateStore
+from replication.snapshot import (
+    PartialSnapshot,
+    SnapshotContents,
+    SnapshotError,
+    SnapshotId,
+    SnapshotStore,
+    encode_snapshot,
+)
 from storage.log import AppendRejected, PartitionLog
 
 METADATA_TOPIC = "__cluster_metadata"
@@ -148,9 +188,12 @@ class RaftConfig:
     request_timeout_ms: int = 2000
     retry_backoff_ms: int = 20
     fetch_wait_ms_max: int = 500  # how long the leader holds a fetch that finds nothing new
-    fetch_bytes_max: int = 8 * MIB  # per fetch response (at least one whole batch is sent)
+    fetch_bytes_max: int = 8 * MIB  # per fetch response (at least one whole batch is sent), and per snapshot chunk
     propose_bytes_max: int = 8 * MIB  # record bytes of one proposal
     parked_fetches_max: int = 1024
+    retention_bytes: int = 100 * MIB  # log plus snapshots kept before the log start moves (-1: no limit)
+    retention_ms: int = 7 * 24 * 3_600_000  # age of the oldest snapshot before the log start moves (-1: none)
+    clean_interval_ms: int = 60_000  # how often the retention rules run (Kafka's fixed interval)
 
     _KEYS: ClassVar[Mapping[str, str]] = {
         "controller.quorum.election.timeout.ms": "election_timeout_ms",
@@ -158,6 +201,8 @@ class RaftConfig:
         "controller.quorum.election.backoff.max.ms": "election_backoff_max_ms",
         "controller.quorum.request.timeout.ms": "request_timeout_ms",
         "controller.quorum.retry.backoff.ms": "retry_backoff_ms",
+        "metadata.max.retention.bytes": "retention_bytes",
+        "metadata.max.retention.ms": "retention_ms",
     }
 
     def __post_init__(self) -> None:
@@ -169,9 +214,12 @@ class RaftConfig:
             "fetch_bytes_max",
             "propose_bytes_max",
             "parked_fetches_max",
+            "clean_interval_ms",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.retention_bytes < -1 or self.retention_ms < -1:
+            raise ValueError("retention_bytes and retention_ms must be -1 (no limit) or more")
         if self.retry_backoff_ms < 0 or self.fetch_wait_ms_max < 0:
             raise ValueError("retry_backoff_ms and fetch_wait_ms_max must not be negative")
 
@@ -248,6 +296,7 @@ class CommittedBatch:
     timestamp_ms: int
     is_control: bool
     records: tuple[bytes, ...]
+    size_bytes: int = 0  # the whole batch as stored (what snapshot triggers count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +373,14 @@ class _Leader:
 
 
 @dataclass(slots=True, kw_only=True)
+class _SnapshotFetch:
+    """A snapshot the leader named in a fetch response, arriving chunk by chunk."""
+
+    snapshot_id: SnapshotId
+    partial: PartialSnapshot
+
+
+@dataclass(slots=True, kw_only=True)
 class _Follower:
     role: ClassVar[RaftRole] = RaftRole.FOLLOWER
     epoch: int
@@ -332,6 +389,7 @@ class _Follower:
     voted_dir: uuid.UUID | None = None
     fetch_deadline_ms: int
     has_fetched: bool = False  # a fetch from this leader succeeded (KIP-996: refuse pre-votes)
+    fetching: _SnapshotFetch | None = None  # FetchSnapshot instead of Fetch until it is installed
 
 
 @dataclass(slots=True, kw_only=True)
@@ -349,7 +407,7 @@ _State = _Unattached | _Prospective | _Candidate | _Leader | _Follower | _Resign
 @dataclass(slots=True, kw_only=True)
 class _InFlight:
     correlation_id: int
-    kind: str  # "vote", "prevote", "begin", "end", "fetch", "fetch_any"
+    kind: str  # "vote", "prevote", "begin", "end", "fetch", "fetch_any", "fetch_snapshot"
     epoch: int
     deadline_ms: int
 
@@ -428,7 +486,36 @@ class RaftNode:
         self._backoff_until: dict[int, int] = {}
         self._out: list[RaftEffect] = []
         self._retries = 0  # elections lost in a row (exponential backoff)
+        self.snapshots = SnapshotStore(log.fs, log.dir)
+        self.snapshots_fetched = 0  # snapshots installed from a leader since this node started
+        # As leader: the snapshot each replica is fetching and when it last asked for a chunk.
+        self._snapshot_readers: dict[int, tuple[SnapshotId, int]] = {}
+        self._next_clean_ms = now_ms + self.config.clean_interval_ms
+        self._recover_snapshots(now_ms)
         self._state: _State = self._recover(now_ms)
+
+    def _recover_snapshots(self, now_ms: int) -> None:
+        """Kafka's ``KafkaMetadataLog`` start: a log behind its latest snapshot (a crash between
+        installing a fetched snapshot and truncating) is truncated fully to start there; snapshots
+        below the log start are deleted; the latest snapshot's end is committed."""
+        store, log = self.snapshots, self.log
+        latest = store.latest
+        if latest is not None:
+            log_epoch = log.epochs.latest_epoch or 0
+            if latest.epoch > log_epoch or (latest.epoch == log_epoch and latest.end_offset > log.log_end_offset):
+                log.truncate_fully_and_start_at(latest.end_offset, now_ms=now_ms)
+                store.delete_before(latest)
+        for old in store.ids:
+            if old.end_offset < log.log_start_offset:
+                store.delete(old)
+        latest = store.latest
+        if log.log_start_offset > 0 and (latest is None or latest.end_offset < log.log_start_offset):
+            raise SnapshotError(
+                f"the metadata log in {log.dir} starts at {log.log_start_offset} but no valid snapshot "
+                f"covers the records below it (latest: {latest}); the log cannot be replayed"
+            )
+        if latest is not None:
+            self._hw = log.update_high_watermark(latest.end_offset)
 
     def _recover(self, now_ms: int) -> _State:
         saved = self.store.read()
@@ -497,9 +584,33 @@ class RaftNode:
 
     @property
     def last_fetched_epoch(self) -> int:
-        """The epoch of the last batch in the log (0 for an empty log)."""
+        """The epoch of the last batch in the log; for a log that is empty since a snapshot
+        (its start and end are the snapshot's end), the snapshot's epoch; else 0."""
         latest = self.log.epochs.latest_epoch
-        return 0 if latest is None else latest
+        if latest is not None:
+            return latest
+        snapshot = self.snapshots.latest
+        if snapshot is not None and snapshot.end_offset == self.log.log_end_offset:
+            return snapshot.epoch
+        return 0
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.log.log_start_offset
+
+    @property
+    def latest_snapshot_id(self) -> SnapshotId | None:
+        return self.snapshots.latest
+
+    @property
+    def earliest_snapshot_id(self) -> SnapshotId | None:
+        return self.snapshots.earliest
+
+    @property
+    def fetching_snapshot(self) -> SnapshotId | None:
+        """The snapshot this follower is fetching from its leader, if any."""
+        s = self._state
+        return s.fetching.snapshot_id if isinstance(s, _Follower) and s.fetching is not None else None
 
     @property
     def voters(self) -> Mapping[int, uuid.UUID | None]:
@@ -584,9 +695,113 @@ class RaftNode:
                     timestamp_ms=v.max_timestamp,
                     is_control=v.is_control,
                     records=values,
+                    size_bytes=v.size_bytes,
                 )
             )
         return out
+
+    # --- snapshots and log cleaning ------------------------------------------------------------
+
+    def create_snapshot(
+        self,
+        now_ms: int,
+        *,
+        end_offset: int,
+        epoch: int,
+        last_contained_timestamp_ms: int,
+        records: Sequence[bytes],
+    ) -> SnapshotId | None:
+        """Write the state machine's snapshot of everything below ``end_offset`` (committed;
+        ``epoch`` is the epoch of the batch ending there, ``CommittedBatch.epoch``), durably, and
+        run the retention rules. None when there is nothing new to keep: the offset is at or
+        below the log start or the latest snapshot. ``ValueError`` when the id is not one of
+        this log's committed batch ends (the caller's mistake)."""
+        if end_offset < 1:
+            raise ValueError(f"a snapshot must cover at least one record, not end at {end_offset}")
+        latest = self.snapshots.latest
+        if end_offset <= self.log.log_start_offset or (latest is not None and end_offset <= latest.end_offset):
+            return None
+        if end_offset > self._hw:
+            raise ValueError(f"snapshot end {end_offset} is beyond the high watermark {self._hw}")
+        problem = self._validate_offset_and_epoch(end_offset, epoch)
+        if problem is not None:
+            raise ValueError(f"snapshot id {end_offset}-{epoch} does not match the log: {problem}")
+        snapshot_id = SnapshotId(end_offset, epoch)
+        data = encode_snapshot(snapshot_id, records, last_contained_timestamp_ms=last_contained_timestamp_ms, now_ms=now_ms)
+        self.snapshots.write(snapshot_id, data)
+        self.clean(now_ms)
+        return snapshot_id
+
+    def read_snapshot(self, snapshot_id: SnapshotId) -> SnapshotContents:
+        """A snapshot's records, for the state machine to load (``SnapshotError`` if its file went bad)."""
+        return self.snapshots.read(snapshot_id)
+
+    def clean(self, now_ms: int) -> bool:
+        """Kafka's ``maybeClean``: while the log and snapshots together exceed ``retention_bytes``,
+        or the oldest snapshot's last record is older than ``retention_ms``, move the log start
+        to the next snapshot, deleting the segments wholly below it and the older snapshots. The
+        log start never passes the latest snapshot or the high watermark, so one snapshot always
+        remains. True when something was deleted."""
+        cleaned = False
+        cfg = self.config
+        if cfg.retention_bytes >= 0:
+            ids = self.snapshots.ids
+            total = sum(self.snapshots.size_bytes(i) for i in ids)
+            for older, newer in zip(ids, ids[1:], strict=False):
+                if self.log.size_bytes + total <= cfg.retention_bytes:
+                    break
+                older_bytes = self.snapshots.size_bytes(older)
+                if not self._delete_before_snapshot(now_ms, newer):
+                    break
+                total -= older_bytes
+                cleaned = True
+        if cfg.retention_ms >= 0:
+            ids = self.snapshots.ids
+            for older, newer in zip(ids, ids[1:], strict=False):
+                if now_ms - self.snapshots.last_contained_timestamp_ms(older) <= cfg.retention_ms:
+                    break
+                if not self._delete_before_snapshot(now_ms, newer):
+                    break
+                cleaned = True
+        self.log.remove_deleted_files(now_ms=now_ms)
+        return cleaned
+
+    def _pinned_snapshot(self, now_ms: int) -> SnapshotId | None:
+        """The oldest snapshot a replica asked a chunk of within ``fetch_timeout_ms``: the log
+        start does not pass it, so that a follower can finish fetching it and go on with the log
+        from its end. (Kafka deletes it; the follower is told SNAPSHOT_NOT_FOUND and starts over,
+        which never ends where snapshots come faster than a slow follower fetches one.)"""
+        readers = self._snapshot_readers
+        for replica, (_, at_ms) in list(readers.items()):
+            if now_ms - at_ms > self.config.fetch_timeout_ms:
+                del readers[replica]
+        return min((sid for sid, _ in readers.values()), default=None)
+
+    def _delete_before_snapshot(self, now_ms: int, snapshot_id: SnapshotId) -> bool:
+        """Move the log start to ``snapshot_id`` (Kafka's ``deleteBeforeSnapshot``)."""
+        latest = self.snapshots.latest
+        offset = snapshot_id.end_offset
+        pinned = self._pinned_snapshot(now_ms)
+        if (
+            latest is None
+            or snapshot_id not in self.snapshots
+            or not self.log.log_start_offset < offset <= latest.end_offset
+            or offset > self._hw
+            or (pinned is not None and pinned < snapshot_id)
+        ):
+            return False
+        if self.log.delete_records_before(offset, now_ms=now_ms) != ErrorCode.NONE:
+            return False
+        self.snapshots.delete_before(snapshot_id)
+        return True
+
+    def _install_snapshot(self, now_ms: int, snapshot_id: SnapshotId) -> None:
+        """A snapshot from the leader is complete: the log restarts, empty, at its end."""
+        self.log.truncate_fully_and_start_at(snapshot_id.end_offset, now_ms=now_ms)
+        self.snapshots.delete_before(snapshot_id)
+        self._advance_hw(snapshot_id.end_offset)
+        self.log.update_high_watermark(self._hw)
+        self.snapshots_fetched += 1
 
     # --- requests ------------------------------------------------------------------------------------
 
@@ -604,7 +819,7 @@ class RaftNode:
         if isinstance(request, DescribeQuorumRequest):
             return self._on_describe_quorum_request(now_ms, request)
         if isinstance(request, FetchSnapshotRequest):
-            return self._on_fetch_snapshot_request(request)
+            return self._on_fetch_snapshot_request(now_ms, request)
         raise TypeError(f"not a quorum request: {type(request).__name__}")
 
     def _cluster_ok(self, cluster_id: str | None) -> bool:
@@ -784,6 +999,10 @@ class RaftNode:
         s = self._state
         assert isinstance(s, _Leader)
         diverging = self._accept_fetch(now_ms, s, replica_id, p)
+        if isinstance(diverging, SnapshotId):
+            return self._fetch_response(ErrorCode.NONE, snapshot_id=diverging, hw=self._leader_hw(s))
+        if isinstance(diverging, ErrorCode):
+            return self._fetch_response(diverging, hw=self._leader_hw(s))
         if diverging is not None:
             return self._fetch_response(ErrorCode.NONE, diverging=diverging, hw=self._leader_hw(s))
         max_bytes = min(req.max_bytes, p.partition_max_bytes or req.max_bytes, self.config.fetch_bytes_max)
@@ -800,20 +1019,28 @@ class RaftNode:
             return None
         return self._fetch_records(s, p, max_bytes)
 
+    def _heard_from_voter(self, now_ms: int, s: _Leader, replica_id: int, directory: uuid.UUID | None) -> _Progress | None:
+        """A voter fetched (records or a snapshot): it knows this leader, and counts for check quorum."""
+        if replica_id == self.node_id or not self._is_voter_key(replica_id, directory):
+            return None
+        progress = s.voters.get(replica_id)
+        if progress is not None:
+            progress.acknowledged = True
+            s.fetched_voters.add(replica_id)
+            if len(s.fetched_voters) + 1 >= self._majority:
+                s.fetched_voters.clear()
+                s.check_quorum_deadline_ms = now_ms + self.config.check_quorum_ms
+        return progress
+
     def _accept_fetch(
         self, now_ms: int, s: _Leader, replica_id: int, p: FetchRequest.FetchPartition
-    ) -> FetchResponse.EpochEndOffset | None:
-        """Record what a fetch says of its sender; the diverging epoch if its log differs."""
+    ) -> FetchResponse.EpochEndOffset | SnapshotId | ErrorCode | None:
+        """Record what a fetch says of its sender; if its log differs from ours, the diverging
+        epoch or the snapshot to fetch instead (``_validate_fetch``)."""
         directory = _dir_or_none(p.replica_directory_id)
         progress: _Progress | None = None
         if replica_id != self.node_id and self._is_voter_key(replica_id, directory):
-            progress = s.voters.get(replica_id)
-            if progress is not None:
-                progress.acknowledged = True
-                s.fetched_voters.add(replica_id)
-                if len(s.fetched_voters) + 1 >= self._majority:
-                    s.fetched_voters.clear()
-                    s.check_quorum_deadline_ms = now_ms + self.config.check_quorum_ms
+            progress = self._heard_from_voter(now_ms, s, replica_id, directory)
         elif replica_id >= 0 and replica_id != self.node_id:
             progress = s.observers.pop(replica_id, None) or _Progress(directory_id=directory)
             s.observers[replica_id] = progress  # most recent last
@@ -821,7 +1048,7 @@ class RaftNode:
                 del s.observers[next(iter(s.observers))]
         if progress is not None:
             progress.last_fetch_ms = now_ms
-        diverging = self._diverging(p.fetch_offset, p.last_fetched_epoch)
+        diverging = self._validate_fetch(p.fetch_offset, p.last_fetched_epoch)
         if diverging is not None or progress is None:
             return diverging
         progress.directory_id = directory
@@ -832,17 +1059,53 @@ class RaftNode:
             self._maybe_advance_leader_hw(now_ms, s)
         return None
 
-    def _diverging(self, fetch_offset: int, last_epoch: int) -> FetchResponse.EpochEndOffset | None:
-        """Kafka's ``validateOffsetAndEpoch``: None when the log holds ``last_epoch`` up to at
-        least ``fetch_offset``, else where the largest epoch at or below it ends here."""
-        if fetch_offset == 0:
+    def _validate_fetch(
+        self, fetch_offset: int, last_epoch: int
+    ) -> FetchResponse.EpochEndOffset | SnapshotId | ErrorCode | None:
+        """How the leader answers a fetch at (``fetch_offset``, ``last_epoch``): None to send
+        records; the latest snapshot's id for an empty follower when there is one (fetching it
+        beats replaying the log, Kafka's rule) or for a log that ``_validate_offset_and_epoch``
+        says needs one; else the diverging epoch."""
+        latest = self.snapshots.latest
+        if fetch_offset == 0 and latest is not None:
+            return latest
+        return self._validate_offset_and_epoch(fetch_offset, last_epoch)
+
+    def _validate_offset_and_epoch(
+        self, offset: int, epoch: int
+    ) -> FetchResponse.EpochEndOffset | SnapshotId | ErrorCode | None:
+        """Kafka's ``ReplicatedLog.validateOffsetAndEpoch``: None when this log holds ``epoch`` up
+        to at least ``offset``. The latest snapshot when the log no longer holds what the
+        follower needs: the offset is below the log start, or at it with another epoch than the
+        snapshot there, or the epoch is older than the earliest snapshot's. Else where the
+        largest epoch at or below ``epoch`` ends here (the diverging epoch)."""
+        start = self.log.log_start_offset
+        if start == 0 and offset == 0:
             return None
-        epoch, end = self.log.end_offset_for_epoch(last_epoch)
-        if epoch == last_epoch and end >= fetch_offset:
+        earliest, latest = self.snapshots.earliest, self.snapshots.latest
+        if earliest is not None and latest is not None and (
+            offset < start or (offset == start and epoch != earliest.epoch) or epoch < earliest.epoch
+        ):
+            return latest
+        if offset < start:
+            return ErrorCode.OFFSET_OUT_OF_RANGE  # no snapshot below the log start: a damaged disk
+        found_epoch, end = self._end_offset_for_epoch(epoch)
+        if found_epoch == epoch and end >= offset:
             return None
-        if epoch < 0:
-            epoch, end = 0, self.log.log_start_offset
-        return FetchResponse.EpochEndOffset(epoch=epoch, end_offset=end)
+        return FetchResponse.EpochEndOffset(epoch=found_epoch, end_offset=end)
+
+    def _end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """Kafka's ``KafkaMetadataLog.endOffsetForEpoch``: ``(epoch, end offset)`` of the largest
+        epoch at or below ``epoch``, from the epoch cache; the earliest snapshot when that answer
+        is the log start (the epoch ended before the log starts); the log end and last fetched
+        epoch when the cache knows nothing of it."""
+        found_epoch, end = self.log.end_offset_for_epoch(epoch)
+        earliest = self.snapshots.earliest
+        if found_epoch >= 0 and end >= 0:
+            if earliest is not None and end == earliest.end_offset and found_epoch == epoch:
+                return earliest.epoch, earliest.end_offset
+            return found_epoch, end
+        return self.last_fetched_epoch, self.log.log_end_offset
 
     def _fetch_records(self, s: _Leader, p: FetchRequest.FetchPartition, max_bytes: int) -> FetchResponse:
         res = self.log.read(p.fetch_offset, max_bytes=max_bytes)
@@ -859,6 +1122,7 @@ class RaftNode:
         *,
         records: bytes = b"",
         diverging: FetchResponse.EpochEndOffset | None = None,
+        snapshot_id: SnapshotId | None = None,
         hw: int = -1,
     ) -> FetchResponse:
         part = FetchResponse.PartitionData(
@@ -871,6 +1135,8 @@ class RaftNode:
         )
         if diverging is not None:
             part.diverging_epoch = diverging
+        if snapshot_id is not None:
+            part.snapshot_id = FetchResponse.SnapshotId(end_offset=snapshot_id.end_offset, epoch=snapshot_id.epoch)
         topic = FetchResponse.FetchableTopicResponse(topic=METADATA_TOPIC, topic_id=METADATA_TOPIC_ID, partitions=[part])
         return FetchResponse(responses=[topic])
 
@@ -939,16 +1205,45 @@ class RaftNode:
             error_message=None, topics=[DescribeQuorumResponse.TopicData(topic_name=METADATA_TOPIC, partitions=[part])]
         )
 
-    def _on_fetch_snapshot_request(self, req: FetchSnapshotRequest) -> FetchSnapshotResponse:
+    def _on_fetch_snapshot_request(self, now_ms: int, req: FetchSnapshotRequest) -> FetchSnapshotResponse:
+        """Kafka's ``handleFetchSnapshotRequest``: a chunk of a snapshot file from ``position``,
+        at most ``max_bytes`` (and ``fetch_bytes_max``), not aligned to batches."""
+        if not self._cluster_ok(req.cluster_id):
+            return FetchSnapshotResponse(error_code=ErrorCode.INCONSISTENT_CLUSTER_ID)
         p = _only_partition(
             req.topics, lambda t: t.name, lambda t: t.partitions, lambda x: x.partition
         )
         if p is None:
             return FetchSnapshotResponse(error_code=ErrorCode.INVALID_REQUEST)
-        error = self._validate_leader_only(p.current_leader_epoch) or ErrorCode.SNAPSHOT_NOT_FOUND
+        error = self._validate_leader_only(p.current_leader_epoch)
+        if error:
+            return self._fetch_snapshot_response(error)
+        snapshot_id = SnapshotId(p.snapshot_id.end_offset, p.snapshot_id.epoch)
+        if snapshot_id not in self.snapshots:
+            return self._fetch_snapshot_response(ErrorCode.SNAPSHOT_NOT_FOUND)
+        size = self.snapshots.size_bytes(snapshot_id)
+        if not 0 <= p.position < size:
+            return self._fetch_snapshot_response(ErrorCode.POSITION_OUT_OF_RANGE)
+        s = self._state
+        assert isinstance(s, _Leader)
+        self._heard_from_voter(now_ms, s, req.replica_id, _dir_or_none(p.replica_directory_id))
+        if req.replica_id in self._snapshot_readers or len(self._snapshot_readers) < OBSERVERS_MAX:
+            self._snapshot_readers[req.replica_id] = (snapshot_id, now_ms)
+        max_bytes = max(1, min(req.max_bytes, self.config.fetch_bytes_max))
+        chunk = self.snapshots.read_chunk(snapshot_id, p.position, max_bytes)
+        response = self._fetch_snapshot_response(ErrorCode.NONE)
+        part = response.topics[0].partitions[0]
+        part.snapshot_id = FetchSnapshotResponse.SnapshotId(end_offset=snapshot_id.end_offset, epoch=snapshot_id.epoch)
+        part.size = size
+        part.position = p.position
+        part.unaligned_records = chunk
+        return response
+
+    def _fetch_snapshot_response(self, error: ErrorCode) -> FetchSnapshotResponse:
         part = FetchSnapshotResponse.PartitionSnapshot(
             index=METADATA_PARTITION,
             error_code=error,
+            snapshot_id=FetchSnapshotResponse.SnapshotId(end_offset=-1, epoch=-1),
             current_leader=FetchSnapshotResponse.LeaderIdAndEpoch(leader_id=self._known_leader(), leader_epoch=self.epoch),
         )
         return FetchSnapshotResponse(topics=[FetchSnapshotResponse.TopicSnapshot(name=METADATA_TOPIC, partitions=[part])])
@@ -963,6 +1258,8 @@ class RaftNode:
         del self._inflight[source]
         if isinstance(response, FetchResponse) and sent.kind in ("fetch", "fetch_any"):
             self._on_fetch_response(now_ms, source, sent, response)
+        elif isinstance(response, FetchSnapshotResponse) and sent.kind == "fetch_snapshot":
+            self._on_fetch_snapshot_response(now_ms, source, sent, response)
         elif isinstance(response, VoteResponse) and sent.kind in ("vote", "prevote"):
             self._on_vote_response(now_ms, source, sent, response)
         elif isinstance(response, BeginQuorumEpochResponse) and sent.kind == "begin":
@@ -1073,7 +1370,7 @@ class RaftNode:
             self._truncate_to_diverging(now_ms, source, div)
             return
         if p.snapshot_id.end_offset >= 0 or p.snapshot_id.epoch >= 0:
-            self._back_off(now_ms, source, self.config.fetch_timeout_ms)  # no snapshots: see module docstring
+            self._start_snapshot_fetch(now_ms, source, s, p.snapshot_id.end_offset, p.snapshot_id.epoch)
             return
         data = p.records
         if data is not None and not isinstance(data, bytes | bytearray | memoryview):
@@ -1099,17 +1396,84 @@ class RaftNode:
             self._advance_hw(min(p.high_watermark, self.log.log_end_offset))
 
     def _truncate_to_diverging(self, now_ms: int, source: int, div: FetchResponse.EpochEndOffset) -> None:
-        local_epoch, local_end = self.log.end_offset_for_epoch(div.epoch)
+        local_epoch, local_end = self._end_offset_for_epoch(div.epoch)
         if local_epoch < 0:
             local_end = self.log.log_start_offset
         target = min(div.end_offset, local_end) if div.end_offset >= 0 else local_end
-        if target < self._hw:
+        if target < self._hw or target < self.log.log_start_offset:
             # A leader may not ask us to drop committed data; refuse and let the fetch timeout
             # decide (this never happens in a correct quorum).
             self._back_off(now_ms, source, self.config.fetch_timeout_ms)
             return
         if target < self.log.log_end_offset:
             self.log.truncate_to(target, now_ms=now_ms)
+
+    def _start_snapshot_fetch(self, now_ms: int, source: int, s: _Follower, end_offset: int, epoch: int) -> None:
+        """The leader's log no longer continues ours: fetch its snapshot (Kafka's FETCH_SNAPSHOT)."""
+        if end_offset < 0 or epoch < 0 or end_offset < self._hw:
+            # Half an id, or one that would drop committed data (never in a correct quorum).
+            self._back_off(now_ms, source, self.config.fetch_timeout_ms)
+            return
+        snapshot_id = SnapshotId(end_offset, epoch)
+        if snapshot_id in self.snapshots:
+            self._install_snapshot(now_ms, snapshot_id)  # we hold it already
+            return
+        self._abort_snapshot_fetch(s)
+        s.fetching = _SnapshotFetch(snapshot_id=snapshot_id, partial=self.snapshots.begin_partial(snapshot_id))
+
+    def _abort_snapshot_fetch(self, s: _Follower) -> None:
+        if s.fetching is not None:
+            s.fetching.partial.abort()
+            s.fetching = None
+
+    def _on_fetch_snapshot_response(self, now_ms: int, source: int, sent: _InFlight, resp: FetchSnapshotResponse) -> None:
+        """Kafka's ``handleFetchSnapshotResponse``: append the chunk at its position; once the
+        size is reached, validate the snapshot and install it."""
+        p = _only_partition(resp.topics, lambda t: t.name, lambda t: t.partitions, lambda x: x.index)
+        if resp.error_code or p is None:
+            self._back_off(now_ms, source)
+            return
+        leader = p.current_leader
+        before = self._state
+        if self._handle_common(now_ms, p.error_code, leader.leader_id, leader.leader_epoch):
+            if self._state is before:
+                self._back_off(now_ms, source)
+            return
+        s = self._state
+        if not isinstance(s, _Follower) or s.leader_id != source or s.epoch != sent.epoch or s.fetching is None:
+            return
+        f = s.fetching
+        if p.error_code in (ErrorCode.SNAPSHOT_NOT_FOUND, ErrorCode.POSITION_OUT_OF_RANGE):
+            # The leader no longer has it (cleaned away by a newer one): start over with a
+            # fetch, which names the snapshot it has now.
+            self._abort_snapshot_fetch(s)
+            s.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+            return
+        if p.error_code:
+            self._back_off(now_ms, source)
+            return
+        data = p.unaligned_records
+        if (
+            SnapshotId(p.snapshot_id.end_offset, p.snapshot_id.epoch) != f.snapshot_id
+            or p.position != f.partial.size_bytes
+            or not isinstance(data, bytes | bytearray | memoryview)
+            or p.position + len(data) > p.size
+            or (not data and p.position < p.size)
+        ):
+            self._back_off(now_ms, source)
+            return
+        s.fetch_deadline_ms = now_ms + self.config.fetch_timeout_ms
+        s.has_fetched = True
+        f.partial.append(data)
+        if f.partial.size_bytes < p.size:
+            return
+        s.fetching = None
+        try:
+            f.partial.finish()
+        except SnapshotError:
+            self._back_off(now_ms, source)  # the file is gone; the next fetch starts over
+            return
+        self._install_snapshot(now_ms, f.snapshot_id)
 
     def _advance_hw(self, hw: int) -> None:
         if hw > self._hw:
@@ -1126,6 +1490,9 @@ class RaftNode:
         for dest, until in list(self._backoff_until.items()):
             if until <= now_ms:
                 del self._backoff_until[dest]
+        if now_ms >= self._next_clean_ms:
+            self._next_clean_ms = now_ms + self.config.clean_interval_ms
+            self.clean(now_ms)
         for _ in range(6):  # a timer may change the role; the new role's sends go out now too
             s = self._state
             if isinstance(s, _Leader):
@@ -1147,7 +1514,7 @@ class RaftNode:
 
     def next_deadline_ms(self) -> int:
         """When ``poll`` next has work (valid after a ``poll``); a large value when none."""
-        deadline = _NEVER
+        deadline = self._next_clean_ms
         for sent in self._inflight.values():
             deadline = min(deadline, sent.deadline_ms)
         for until in self._backoff_until.values():
@@ -1195,14 +1562,18 @@ class RaftNode:
             else:
                 self._to_unattached(now_ms, s.epoch)
             return
-        if self._ready(now_ms, s.leader_id):
-            self._send(
-                now_ms,
-                s.leader_id,
-                "fetch",
-                self._fetch_request(),
-                timeout_ms=self.config.request_timeout_ms + self.config.fetch_wait_ms_max,
-            )
+        if not self._ready(now_ms, s.leader_id):
+            return
+        if s.fetching is not None:
+            self._send(now_ms, s.leader_id, "fetch_snapshot", self._fetch_snapshot_request(s.fetching))
+            return
+        self._send(
+            now_ms,
+            s.leader_id,
+            "fetch",
+            self._fetch_request(),
+            timeout_ms=self.config.request_timeout_ms + self.config.fetch_wait_ms_max,
+        )
 
     def _poll_unattached(self, now_ms: int, s: _Unattached) -> None:
         if self.is_voter:
@@ -1282,6 +1653,9 @@ class RaftNode:
 
     def _set_state(self, state: _State) -> None:
         old = self._state
+        if isinstance(old, _Follower):
+            self._abort_snapshot_fetch(old)
+        self._snapshot_readers.clear()
         self._state = state
         self._inflight.clear()
         self._backoff_until.clear()
@@ -1484,6 +1858,21 @@ class RaftNode:
             topics=[FetchRequest.FetchTopic(topic=METADATA_TOPIC, topic_id=METADATA_TOPIC_ID, partitions=[part])],
         )
 
+    def _fetch_snapshot_request(self, f: _SnapshotFetch) -> FetchSnapshotRequest:
+        part = FetchSnapshotRequest.PartitionSnapshot(
+            partition=METADATA_PARTITION,
+            current_leader_epoch=self.epoch,
+            snapshot_id=FetchSnapshotRequest.SnapshotId(end_offset=f.snapshot_id.end_offset, epoch=f.snapshot_id.epoch),
+            position=f.partial.size_bytes,
+            replica_directory_id=self.directory_id,
+        )
+        return FetchSnapshotRequest(
+            cluster_id=self.cluster_id,
+            replica_id=self.node_id,
+            max_bytes=self.config.fetch_bytes_max,
+            topics=[FetchSnapshotRequest.TopicSnapshot(name=METADATA_TOPIC, partitions=[part])],
+        )
+
     # --- small helpers -----------------------------------------------------------------------------
 
     def _known_leader(self) -> int:
@@ -1514,12 +1903,27 @@ class RaftNode:
 
 class CommitCursor:
     """Where a state machine is in the committed log: ``drain`` hands each committed batch
-    once, in order. Start at 0 (or after what a snapshot covered)."""
+    once, in order. Start at 0 (or after what a snapshot covered).
+
+    Before draining, a state machine asks ``snapshot_needed``: a snapshot id means it must load
+    that snapshot (``RaftNode.read_snapshot``), replacing its state, and continue from its end
+    (``next_offset = snapshot_id.end_offset``)."""
 
     __slots__ = ("next_offset",)
 
     def __init__(self, next_offset: int = 0) -> None:
         self.next_offset = next_offset
+
+    def snapshot_needed(self, node: RaftNode) -> SnapshotId | None:
+        """The node's latest snapshot, when the log no longer holds ``next_offset`` (cleaned
+        away, or replaced by a snapshot fetched from the leader) or when the state machine is
+        empty (``next_offset`` 0: a start) and a snapshot exists. Else None."""
+        latest = node.latest_snapshot_id
+        if latest is None or latest.end_offset <= self.next_offset:
+            return None
+        if self.next_offset == 0 or self.next_offset < node.log_start_offset:
+            return latest
+        return None
 
     def drain(self, node: RaftNode, *, max_bytes: int = MIB) -> list[CommittedBatch]:
         batches = node.read_committed(self.next_offset, max_bytes=max_bytes)

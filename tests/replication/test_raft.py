@@ -672,7 +672,7 @@ def test_config_from_broker_properties() -> None:
 FORBIDDEN = {"trio", "asyncio", "socket", "selectors", "threading", "os", "io", "time", "random", "subprocess"}
 
 
-@pytest.mark.parametrize("module", ["raft.py", "quorum_state.py"])
+@pytest.mark.parametrize("module", ["raft.py", "quorum_state.py", "snapshot.py"])
 def test_replication_core_is_sans_io(module: str) -> None:
     path = Path(__file__).resolve().parents[2] / "replication" / module
     names = []

@@ -6,8 +6,9 @@ What it owns. ``SimClusterNode`` does what ``broker.cluster.ClusterNode``,
 metadata quorum (``replication.raft.RaftNode`` over the ``__cluster_metadata-0`` log of the
 node's ``storage.manager.LogManager`` on its ``SimFileSystem``), the controller
 (``replication.controller.QuorumController``) active while this node leads the quorum, the
-metadata image replayed from committed batches (``replication.records``), the broker's
-registration, heartbeats and controlled shutdown, and one ``replication.partition.Partition``
+metadata image replayed from committed batches (``replication.records``) and its snapshots
+(``replication.snapshot``: loaded at a start and after an install from the leader, written every
+``NodeSettings.snapshot`` bytes of committed batches), the broker's registration, heartbeats and controlled shutdown, and one ``replication.partition.Partition``
 per replica, leading or following as the image says, with its follower fetcher per leader, its
 AlterPartition requests to the active controller and its acks=all produces waiting for the high
 watermark. Every core is the real one; what is re-written here is only the adapters' glue, kept
@@ -109,6 +110,13 @@ from replication.replica_wire import (
     replica_id_of,
     replica_state_from_fetch,
 )
+from replication.snapshot import (
+    SnapshotId,
+    SnapshotPolicy,
+    SnapshotPolicyConfig,
+    image_from_snapshot,
+    image_records,
+)
 from storage.checkpoint import topic_id_from_str
 from storage.config import LogConfig, LogDirConfig
 from storage.fs import SimFileSystem
@@ -157,11 +165,18 @@ class NodeSettings:
     # fix it gave up after the heartbeat interval).
     roles_after_registration: bool = True
     registration_timeout_ms: int | None = None
+    # metadata.log.max.record.bytes.between.snapshots and metadata.log.max.snapshot.interval.ms
+    # (None: no snapshots are taken; the retention settings are the Raft config's).
+    snapshot: SnapshotPolicyConfig | None = None
 
 
 class Observer:
     """What the invariant checks hear from a node, as it happens (every method may raise
     ``AssertionError``). The defaults do nothing."""
+
+    def snapshot_loaded(self, node: SimClusterNode, snapshot_id: SnapshotId, fetched: bool) -> None:
+        """``node`` replaced its image with a snapshot's: at a start, or (``fetched``) after its
+        Raft node installed one from the leader."""
 
     def metadata_committed(self, node: SimClusterNode, batch: CommittedBatch) -> None:
         """``node`` replayed a committed metadata batch into its image."""
@@ -302,6 +317,10 @@ class SimClusterNode:
         self.image: MetadataImage = EMPTY_IMAGE
         self.roles_image: MetadataImage = EMPTY_IMAGE  # the image the partition roles were taken from
         self.cursor = CommitCursor()
+        self.snapshot_policy = SnapshotPolicy(s.snapshot or SnapshotPolicyConfig(), now_ms=now_ms)
+        self._last_batch: CommittedBatch | None = None
+        self.loaded_snapshot_end = 0  # the end of the last snapshot this life loaded (0: none)
+        self._installs_seen = 0
         self.broker_epoch = -1
         self.fenced = True
         self.incarnation_id = self._new_uuid()
@@ -525,15 +544,21 @@ class SimClusterNode:
         """``ClusterNode._apply_committed``."""
         raft = self.raft
         old = self.image
+        needed = self.cursor.snapshot_needed(raft)
+        if needed is not None:
+            self._load_snapshot(needed, now_ms)
         while batches := self.cursor.drain(raft):
             for batch in batches:
                 self.observer.metadata_committed(self, batch)
+                self.snapshot_policy.committed(batch.size_bytes)
+                self._last_batch = batch
                 if batch.is_control or not batch.records:
                     continue
                 records = [decode_record(r) for r in batch.records]
                 self.image = self.image.apply(records, base_offset=batch.base_offset)
                 if self.controller is not None:
                     self.controller.handle_commit(base_offset=batch.base_offset, records=records)
+        self._maybe_snapshot(now_ms)
         hw = raft.high_watermark
         still = []
         answered = False
@@ -549,6 +574,34 @@ class SimClusterNode:
             self.publish(now_ms)
             return True
         return answered
+
+    def _load_snapshot(self, snapshot_id: SnapshotId, now_ms: int) -> None:
+        """``ClusterNode._load_snapshot``."""
+        contents = self.raft.read_snapshot(snapshot_id)
+        self.image = image_from_snapshot(contents)
+        self.cursor.next_offset = snapshot_id.end_offset
+        self.snapshot_policy.taken(now_ms)
+        self._last_batch = None
+        self.loaded_snapshot_end = snapshot_id.end_offset
+        c = self.controller
+        if c is not None:
+            if c.is_active:
+                c.resign()
+                self._fail_controller_replies()
+            c.load_snapshot(self.image)
+        fetched = self.raft.snapshots_fetched > self._installs_seen
+        self._installs_seen = self.raft.snapshots_fetched
+        self.observer.snapshot_loaded(self, snapshot_id, fetched)
+
+    def _maybe_snapshot(self, now_ms: int) -> None:
+        """``ClusterNode._maybe_snapshot`` (taken only when the settings ask for snapshots)."""
+        last = self._last_batch
+        if self.settings.snapshot is None or last is None or last.last_offset + 1 != self.cursor.next_offset \
+                or not self.snapshot_policy.due(now_ms):
+            return
+        self.raft.create_snapshot(now_ms, end_offset=self.cursor.next_offset, epoch=last.epoch,
+                                  last_contained_timestamp_ms=last.timestamp_ms, records=image_records(self.image))
+        self.snapshot_policy.taken(now_ms)
 
     def publish(self, now_ms: int) -> None:
         """Hand the image to the replica manager (``ClusterNode.on_image``). With

@@ -32,8 +32,13 @@ Checked after every event, over global views the checks keep (``ClusterWorld``):
 
 * Raft: at most one leader per epoch; a node's epoch never goes back and it votes once per
   epoch; its high watermark never goes back while it runs and is at most its log end; every
-  node's committed batches are one global sequence; a new leader's log holds all of it; every
-  node's metadata image equals the replay of that sequence up to the image's offset.
+  node's committed batches are one global sequence; a new leader's log holds all of it (from
+  its log start on, with a snapshot below); every node's metadata image equals the replay of
+  that sequence up to the image's offset (for a node that loaded a snapshot, as the snapshot
+  keeps it: ``replication.snapshot.as_of_snapshot``), and a snapshot it loads ends at a batch
+  boundary of the sequence with that batch's epoch. On a share of seeds the nodes write metadata
+  snapshots every few hundred bytes and clean the metadata log (``metadata.max.retention.bytes``
+  0 or 3000), so restarted and wiped nodes load snapshots and lagging ones fetch them.
 * Partitions: at most one leader per leader epoch; a replica's high watermark never goes back
   while it runs and is at most its log end; every replica's log agrees with the partition's
   committed sequence (the longest high-watermark prefix any replica has shown) below its high
@@ -90,6 +95,7 @@ partition table and could be functions returning actions; so are the cluster bra
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import random
 from collections.abc import Callable
@@ -113,6 +119,7 @@ from replication.partition import AlterPartitionProposal, ReplicaConfig
 from replication.raft import METADATA_TOPIC_ID, CommittedBatch, RaftConfig, RaftRole, SendRequest
 from replication.raft import WIRE_VERSIONS as RAFT_WIRE_VERSIONS
 from replication.records import RegisterBrokerRecord, decode_record
+from replication.snapshot import SnapshotId, SnapshotPolicyConfig, as_of_snapshot
 from sim.cluster_node import NodeSettings, Observer, PartitionState, SimClusterNode, records_of
 from sim.core import NetworkConfig, Simulation, SimulationFailure, chosen_seeds
 from sim.test_raft_sim import describe as describe_raft
@@ -171,6 +178,8 @@ class Profile:
     rebalance_ms: int = 0  # auto.leader.rebalance.enable's check interval; 0: off
     writeback_ms: tuple[int, int] = (100, 1_000)  # how soon the OS writes new data back
     roundtrip: bool = False
+    snapshot_bytes: int = 0  # metadata.log.max.record.bytes.between.snapshots (0: no snapshots)
+    retention_bytes: int = -1  # metadata.max.retention.bytes (-1: the metadata log is never cleaned)
 
 
 def random_profile(rng: random.Random) -> Profile:
@@ -197,6 +206,9 @@ def random_profile(rng: random.Random) -> Profile:
         segment_bytes=rng.choice([700, 4096, 1 << 20]),
         rebalance_ms=rng.choice([0, 1_000, 3_000]),
         roundtrip=rng.random() < 0.2,
+        # drawn last, so that every other choice of a seed is what it was before snapshots
+        snapshot_bytes=rng.choice([0, 500, 2_000]),
+        retention_bytes=rng.choice([-1, 0, 3_000]),
     )
 
 
@@ -211,8 +223,11 @@ def settings_for(profile: Profile) -> NodeSettings:
         raft = RaftConfig(election_timeout_ms=200, fetch_timeout_ms=400, election_backoff_max_ms=200,
                           request_timeout_ms=400, fetch_wait_ms_max=100)
         beat, session, lag, socket = 400, 1_800, 3_000, 2_000
+    raft = dataclasses.replace(raft, retention_bytes=profile.retention_bytes, retention_ms=-1, clean_interval_ms=250)
+    snapshot = (SnapshotPolicyConfig(record_bytes_between_snapshots=profile.snapshot_bytes, snapshot_interval_ms=0)
+                if profile.snapshot_bytes else None)
     return NodeSettings(
-        voters=voters, raft=raft,
+        voters=voters, raft=raft, snapshot=snapshot,
         replica=ReplicaConfig(replica_lag_time_max_ms=lag, replica_fetch_backoff_ms=100,
                               replica_fetch_max_bytes=profile.fetch_bytes_max, alter_partition_retry_backoff_ms=200),
         heartbeat_interval_ms=beat, session_timeout_ms=session, fetch_wait_ms=100, socket_timeout_ms=socket,
@@ -353,6 +368,7 @@ class ClusterWorld(Observer):
         self.meta_at: dict[int, int] = {}  # base offset -> index in meta
         self.meta_end = 0
         self.images: dict[int, MetadataImage] = {-1: MetadataImage()}  # offset -> the committed image there
+        self.image_offsets: list[int] = [-1]  # the keys of ``images``, ascending
         self.image = MetadataImage()
         self.raft_leaders: dict[int, int] = {}
         self.complete_epochs: set[int] = set()
@@ -376,7 +392,7 @@ class ClusterWorld(Observer):
         self.stats: dict[str, int] = dict.fromkeys(
             ("acked", "ack_ms_total", "ack_ms_max", "raft_elections", "partition_elections", "truncations",
              "isr_joins", "leader_end_asked", "power_losses", "power_losses_skipped", "kills", "wipes", "clean_restarts",
-             "faults_skipped"), 0)
+             "faults_skipped", "snapshots_loaded", "snapshots_fetched"), 0)
         self.hooks: list[Callable[[str, object], None]] = []
         self.client: ProducerClient | None = None
         self.sim = Simulation(
@@ -432,9 +448,14 @@ class ClusterWorld(Observer):
             if epoch not in self.complete_epochs:
                 self.complete_epochs.add(epoch)
                 self.stats["raft_elections"] += 1
-                got = read_log(raft.log, 0, self.meta_end)
-                assert got[:len(self.meta)] == self.meta, (
+                start = raft.log_start_offset
+                got = read_log(raft.log, start, self.meta_end)
+                want = self.meta[self.meta_at[start]:] if start < self.meta_end else []
+                assert got[:len(want)] == want, (
                     f"quorum leader {n.id} of epoch {epoch} lacks committed metadata batches")
+                latest = raft.latest_snapshot_id
+                assert start == 0 or (latest is not None and latest.end_offset >= start), (
+                    f"quorum leader {n.id}'s metadata log starts at {start} without a snapshot below")
         view = self.raft_views.get(n.id)
         if view is None or view.incarnation != incarnation:
             view = self.raft_views[n.id] = RaftView(incarnation)
@@ -442,11 +463,32 @@ class ClusterWorld(Observer):
         assert hw >= view.last_hw, f"node {n.id}'s metadata high watermark went back from {view.last_hw} to {hw}"
         assert hw <= raft.log_end_offset, f"node {n.id}: metadata HW {hw} beyond its log end {raft.log_end_offset}"
         view.last_hw = hw
+        assert raft.log_start_offset <= hw, f"node {n.id}: metadata log start beyond its HW {hw}"
         if n.image is not view.image:
-            want = self.images.get(n.image.offset)
-            assert want is not None and n.image == want, (
-                f"node {n.id}'s metadata image at offset {n.image.offset} differs from the committed log's")
+            expected = self.committed_image_at(n.image.offset)
+            if n.loaded_snapshot_end:
+                # Loaded from a snapshot (and maybe replayed on): what a snapshot keeps of the
+                # committed image (replication.snapshot.as_of_snapshot).
+                expected = as_of_snapshot(expected, n.loaded_snapshot_end)
+            assert n.image == expected, (
+                f"node {n.id}'s metadata image at offset {n.image.offset} differs from the committed log's"
+                + (f" (snapshot to {n.loaded_snapshot_end})" if n.loaded_snapshot_end else ""))
             view.image = n.image
+
+    def committed_image_at(self, offset: int) -> MetadataImage:
+        """The image after every committed data record up to ``offset``."""
+        i = bisect.bisect_right(self.image_offsets, offset) - 1
+        assert i >= 0 and offset < self.meta_end, f"no committed metadata at offset {offset} (it ends at {self.meta_end})"
+        return self.images[self.image_offsets[i]]
+
+    def snapshot_loaded(self, node: SimClusterNode, snapshot_id: SnapshotId, fetched: bool) -> None:
+        end = snapshot_id.end_offset
+        assert end in self.meta_at or end == self.meta_end, f"node {node.id}: snapshot {snapshot_id} ends inside a batch"
+        index = self.meta_at.get(end, len(self.meta))
+        assert index > 0 and self.meta[index - 1][2] == snapshot_id.epoch, (
+            f"node {node.id}: snapshot {snapshot_id}, but the batch before {end} is of epoch {self.meta[index - 1][2]}")
+        self.stats["snapshots_loaded"] += 1
+        self.stats["snapshots_fetched"] += fetched
 
     def metadata_committed(self, node: SimClusterNode, batch: CommittedBatch) -> None:
         entry: Entry = (batch.base_offset, batch.last_offset, batch.epoch, batch.is_control, batch.records)
@@ -464,6 +506,7 @@ class ClusterWorld(Observer):
             old = self.image
             self.image = self.image.apply([decode_record(r) for r in batch.records], base_offset=batch.base_offset)
             self.images[self.image.offset] = self.image
+            self.image_offsets.append(self.image.offset)
             self.on_committed_image(old, self.image)
 
     def on_committed_image(self, old: MetadataImage, new: MetadataImage) -> None:
@@ -943,6 +986,8 @@ def test_random_faults() -> None:
     if len(chosen) >= 20:
         assert totals["raft_elections"] > len(chosen) and totals["partition_elections"] > 2 * len(chosen), totals
         assert totals["truncations"] > 0 and totals["isr_joins"] > 0 and totals["power_losses"] > 0, totals
+    if len(chosen) >= 100:
+        assert totals["snapshots_loaded"] > 0 and totals["snapshots_fetched"] > 0, totals
 
 
 # --- named scenarios -----------------------------------------------------------------------------------

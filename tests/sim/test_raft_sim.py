@@ -20,7 +20,15 @@ below run; a failure names the seed and shows the last events.
 * a node's high watermark never goes back while it runs, and what it reports committed (through
   ``read_committed``, the listener API) is the one global committed sequence: the committed prefix
   never changes, and two nodes' logs agree below the lower of their high watermarks;
-* a new leader's log holds every entry committed before it was elected;
+* a new leader's log holds every entry committed before it was elected (from its log start on;
+  below it, a snapshot covers them);
+* snapshots (KIP-630), on the seeds that take them: each node runs a state machine (the list of
+  committed values) that writes a snapshot every few hundred bytes of committed batches, and the
+  log is cleaned with a small ``metadata.max.retention.bytes``, so a node that lagged, crashed or
+  lost its disk catches up through FetchSnapshot. A node's log start and latest snapshot are at
+  most its high watermark, and a state machine that loads a snapshot (at a start, or after its
+  Raft node installed one from the leader) gets exactly the state of a node that replayed the
+  committed log to the snapshot's end, and the snapshot's epoch is the epoch of the batch there;
 * at the end, every committed data record is a value the client proposed, committed once.
 
 Then the network heals, crashed nodes restart, and within ``LIVENESS_MS`` a leader must commit a
@@ -52,11 +60,13 @@ from replication.raft import (
     METADATA_TOPIC,
     WIRE_VERSIONS,
     CommitCursor,
+    CommittedBatch,
     RaftConfig,
     RaftNode,
     RaftRole,
     is_pre_vote,
 )
+from replication.snapshot import SnapshotId
 from sim.core import NetworkConfig, Simulation, SimulationFailure, chosen_seeds
 from storage.config import LogConfig
 from storage.files import FileCache
@@ -90,6 +100,8 @@ class Profile:
     timing: str = "kafka"  # "kafka": Kafka's default timeouts; "fast": a tenth of them
     crash_after_vote: float = 0.0  # chance that a voter dies right after granting a vote
     crash_new_leader: float = 0.0  # chance that a newly elected leader dies soon after
+    snapshot_bytes: int = 0  # committed batch bytes between a node's snapshots (0: none taken)
+    retention_bytes: int = -1  # metadata.max.retention.bytes (-1: the log is never cleaned)
 
 
 def random_profile(rng: random.Random, voters: int) -> Profile:
@@ -109,6 +121,8 @@ def random_profile(rng: random.Random, voters: int) -> Profile:
         timing=rng.choice(["kafka", "fast"]),
         crash_after_vote=rng.choice([0.0, 0.3]),
         crash_new_leader=rng.choice([0.0, 0.0, 0.5]),
+        snapshot_bytes=rng.choice([0, 300, 1_000, 3_000]),
+        retention_bytes=rng.choice([-1, 0, 2_000, 8_000]),
     )
 
 
@@ -123,6 +137,18 @@ TIMINGS = {
     ),
 }
 UNCOMMITTED_MAX = 40  # the client proposes only while the leader has fewer uncommitted offsets
+CLEAN_INTERVAL_MS = 250  # how often the retention rules run here (Kafka: every minute)
+
+
+@dataclass(slots=True)
+class Machine:
+    """One node's state machine in one life: the committed data values in order, where it is in
+    the committed log, and what it applied since its last snapshot."""
+
+    cursor: CommitCursor = dataclasses.field(default_factory=CommitCursor)
+    values: list[bytes] = dataclasses.field(default_factory=list)
+    bytes_since: int = 0
+    last: CommittedBatch | None = None
 
 
 class RaftWorld:
@@ -135,13 +161,22 @@ class RaftWorld:
         self.initial_dirs = {n: uuid.UUID(int=(seed << 16) + n) for n in self.ids}
         dirs = self.initial_dirs if record_directory_ids else dict.fromkeys(self.ids)
         self.voters: dict[int, uuid.UUID | None] = dict(dirs)
-        self.config = dataclasses.replace(TIMINGS[profile.timing], fetch_bytes_max=profile.fetch_bytes_max)
+        self.config = dataclasses.replace(
+            TIMINGS[profile.timing], fetch_bytes_max=profile.fetch_bytes_max, retention_bytes=profile.retention_bytes,
+            retention_ms=-1, clean_interval_ms=CLEAN_INTERVAL_MS,
+        )
         self.log_config = LogConfig(segment_bytes=profile.segment_bytes)
         self.formatted: set[int] = set()
         # the global view the checks maintain
         self.committed: list[Entry] = []
         self.committed_at: dict[int, int] = {}  # base offset -> index in committed
         self.committed_end = 0
+        self.committed_values: list[bytes] = []  # the data values of ``committed``, in order
+        self.values_at_end: dict[int, tuple[int, int]] = {0: (0, 0)}  # batch end -> values below, epoch
+        self.snapshots_taken = 0
+        self.snapshots_loaded = 0
+        self.snapshots_fetched = 0
+        self.fetch_counts: dict[int, tuple[int, int]] = {}  # node -> incarnation, its snapshots_fetched
         self.leaders: dict[int, int] = {}  # epoch -> node
         self.complete_leaders: set[int] = set()  # epochs whose leader's log was checked
         self.election_seen: dict[int, tuple[int, int, int]] = {}  # node -> incarnation, epoch, vote
@@ -149,7 +184,7 @@ class RaftWorld:
         self.wiped: set[int] = set()  # crashed with their disk lost, not yet back
         self.epochs: dict[tuple[int, int], int] = {}  # (node, directory) -> epoch
         self.votes: dict[tuple[int, int, int], int] = {}  # (node, directory, epoch) -> vote
-        self.cursors: dict[int, tuple[int, CommitCursor, int]] = {}  # node -> incarnation, cursor, hw
+        self.machines: dict[int, tuple[int, Machine, int]] = {}  # node -> incarnation, state machine, hw
         self.proposed: dict[bytes, tuple[int, int, int]] = {}  # value -> node, epoch, offset
         self.next_value = 0
         self.heal_ms: int | None = None
@@ -243,20 +278,63 @@ class RaftWorld:
                 self.check_leader_completeness(node_id, node)
                 self.maybe_crash_new_leader(node_id)
         hw = node.high_watermark
-        state = self.cursors.get(node_id)
+        state = self.machines.get(node_id)
         if state is None or state[0] != incarnation:
-            state = (incarnation, CommitCursor(), 0)
-        inc, cursor, last_hw = state
+            state = (incarnation, Machine(), 0)
+        inc, machine, last_hw = state
+        cursor = machine.cursor
         assert hw >= last_hw, f"node {node_id}'s high watermark went back from {last_hw} to {hw}"
         assert hw <= node.log_end_offset, f"node {node_id}: HW {hw} beyond its log end {node.log_end_offset}"
-        if hw > last_hw:
-            while cursor.next_offset < hw:
-                batches = cursor.drain(node, max_bytes=1 << 16)
-                assert batches, f"node {node_id}: nothing readable below its HW {hw} from {cursor.next_offset}"
-                for b in batches:
-                    self.commit(node_id, (b.base_offset, b.last_offset, b.epoch, b.is_control, b.records))
-            assert cursor.next_offset == hw, f"node {node_id}: committed batches end at {cursor.next_offset}, HW {hw}"
-        self.cursors[node_id] = (inc, cursor, hw)
+        latest = node.latest_snapshot_id
+        assert node.log_start_offset <= hw, f"node {node_id}: log start {node.log_start_offset} beyond its HW {hw}"
+        assert latest is None or latest.end_offset <= hw, f"node {node_id}: snapshot {latest} beyond its HW {hw}"
+        needed = cursor.snapshot_needed(node)
+        if needed is not None:
+            self.load_snapshot(node_id, node, machine, needed)
+        while cursor.next_offset < hw:
+            batches = cursor.drain(node, max_bytes=1 << 16)
+            assert batches, f"node {node_id}: nothing readable below its HW {hw} from {cursor.next_offset}"
+            for b in batches:
+                self.commit(node_id, (b.base_offset, b.last_offset, b.epoch, b.is_control, b.records))
+                machine.values += b.records
+                machine.bytes_since += b.size_bytes
+                machine.last = b
+        assert cursor.next_offset == hw, f"node {node_id}: committed batches end at {cursor.next_offset}, HW {hw}"
+        fetched = self.fetch_counts.get(node_id, (incarnation, 0))
+        if fetched[0] == incarnation:
+            self.snapshots_fetched += node.snapshots_fetched - fetched[1]
+        self.fetch_counts[node_id] = (incarnation, node.snapshots_fetched)
+        self.maybe_snapshot(node, machine)
+        self.machines[node_id] = (inc, machine, hw)
+
+    def load_snapshot(self, node_id: int, node: RaftNode, machine: Machine, snapshot_id: SnapshotId) -> None:
+        """The state machine loads a snapshot: it must hold what replaying the log gives."""
+        contents = node.read_snapshot(snapshot_id)
+        end = snapshot_id.end_offset
+        assert end in self.values_at_end, f"node {node_id}: snapshot {snapshot_id} does not end at a committed batch end"
+        count, epoch = self.values_at_end[end]
+        assert list(contents.records) == self.committed_values[:count], (
+            f"node {node_id}: snapshot {snapshot_id} holds {len(contents.records)} values, not the {count} "
+            f"committed below {end}"
+        )
+        assert snapshot_id.epoch == epoch, f"node {node_id}: snapshot {snapshot_id}, but the batch there is of epoch {epoch}"
+        machine.values = list(contents.records)
+        machine.cursor.next_offset = end
+        machine.bytes_since = 0
+        self.snapshots_loaded += 1
+
+    def maybe_snapshot(self, node: RaftNode, machine: Machine) -> None:
+        """What a node's snapshot generator does after applying committed batches."""
+        every = self.profile.snapshot_bytes
+        last = machine.last
+        if not every or machine.bytes_since < every or last is None or last.last_offset + 1 != machine.cursor.next_offset:
+            return
+        taken = node.create_snapshot(
+            self.sim.now_ms, end_offset=machine.cursor.next_offset, epoch=last.epoch,
+            last_contained_timestamp_ms=last.timestamp_ms, records=machine.values,
+        )
+        machine.bytes_since = 0
+        self.snapshots_taken += taken is not None
 
     def commit(self, node_id: int, entry: Entry) -> None:
         base = entry[0]
@@ -273,6 +351,8 @@ class RaftWorld:
         self.committed_at[base] = len(self.committed)
         self.committed.append(entry)
         self.committed_end = entry[1] + 1
+        self.committed_values += entry[4]
+        self.values_at_end[self.committed_end] = (len(self.committed_values), entry[2])
         if self.heal_ms is not None and self.post_heal_offset is None:
             for value in entry[4]:
                 origin = self.proposed.get(value)
@@ -280,9 +360,16 @@ class RaftWorld:
                     self.post_heal_offset = entry[1]
 
     def check_leader_completeness(self, node_id: int, node: RaftNode) -> None:
-        """A new leader's log holds every committed entry."""
-        got = read_log(node.log, 0, self.committed_end)
-        want = self.committed
+        """A new leader's log holds every committed entry (from its log start: a snapshot, which
+        its state machine checked when it took or loaded it, covers what is below)."""
+        start = node.log_start_offset
+        got = read_log(node.log, start, self.committed_end)
+        want = self.committed[self.committed_at[start]:] if start < self.committed_end else []
+        if start > 0:
+            latest = node.latest_snapshot_id
+            assert latest is not None and latest.end_offset >= start, (
+                f"leader {node_id}'s log starts at {start} without a snapshot covering what is below"
+            )
         assert got[: len(want)] == want, (
             f"leader {node_id} of epoch {node.epoch} lacks committed entries: "
             f"first difference at {next(i for i in range(len(want)) if i >= len(got) or got[i] != want[i])}"
@@ -490,7 +577,8 @@ def seeds() -> list[int]:
 def test_random_faults(voters: int) -> None:
     chosen = seeds()
     share = chosen if len(chosen) == 1 else [s for s in chosen if s % 2 == voters % 2]
-    totals = {"elections": 0, "committed batches": 0, "events": 0, "dropped": 0, "heal to progress max ms": 0}
+    totals = {"elections": 0, "committed batches": 0, "events": 0, "dropped": 0, "heal to progress max ms": 0,
+              "snapshots taken": 0, "snapshots fetched": 0, "snapshots loaded": 0}
     for seed in share:
         try:
             world = run_seed(seed, voters)
@@ -502,10 +590,16 @@ def test_random_faults(voters: int) -> None:
         totals["committed batches"] += len(world.committed)
         totals["events"] += world.sim.events
         totals["dropped"] += world.sim.network.dropped
+        totals["snapshots taken"] += world.snapshots_taken
+        totals["snapshots fetched"] += world.snapshots_fetched
+        totals["snapshots loaded"] += world.snapshots_loaded
         assert world.heal_ms is not None
         totals["heal to progress max ms"] = max(totals["heal to progress max ms"], world.sim.now_ms - world.heal_ms)
     print(f"{len(share)} seeds, {voters} voters: {totals}")
     assert totals["elections"] >= len(share), "every run elects"
+    if len(share) >= 50:
+        assert totals["snapshots fetched"] > 0 and totals["snapshots loaded"] > totals["snapshots fetched"], (
+            "some nodes catch up through FetchSnapshot, some load their own snapshot at a restart")
 
 
 # --- named scenarios ----------------------------------------------------------------------------------
@@ -857,4 +951,58 @@ def test_new_leader_with_a_stale_high_watermark() -> None:
     s.step("its epoch's record is committed", lambda: node("stale").high_watermark > r["old_hw"])
     s.run()
     assert r["hw_at_election"] < r["old_hw"], "the new leader's high watermark was not stale"
+    world.final_checks()
+
+
+@pytest.mark.parametrize("wipe", [False, True])
+def test_a_lagging_or_wiped_node_catches_up_through_a_snapshot(wipe: bool) -> None:
+    """A node is down while the others commit enough to take snapshots and clean their logs past
+    its log end (or it comes back with an empty disk, an observer then). Back, the leader answers
+    its fetch with a snapshot id; it fetches the snapshot in chunks of 100 bytes, installs it, and
+    its state machine loads exactly what the others replayed (the checks), then follows the log."""
+    world = quiet_world(seed=31, voters=5 if wipe else 3, snapshot_bytes=300, retention_bytes=0, fetch_bytes_max=100)
+    sim = world.sim
+    s = Script(world, step_ms_max=60_000)
+    r: dict[str, int] = {}
+
+    def lagging() -> RaftNode | None:
+        return world.raft(r["c"])
+
+    def take_down() -> None:
+        leader = one_leader(world)
+        assert leader is not None
+        c = next(n for n in world.ids if n != leader.node_id)
+        node = world.raft(c)
+        assert node is not None
+        r.update(c=c, leo=node.log_end_offset)
+        if wipe:
+            world.lose_disk(c)
+        else:
+            sim.crash(c)
+        sim.schedule(sim.now_ms, world.propose_tick, "the client starts")
+
+    def cleaned_past() -> bool:
+        leader = one_leader(world)
+        return leader is not None and leader.log_start_offset > r["leo"] + 100
+
+    def bring_back() -> None:
+        leader = one_leader(world)
+        assert leader is not None
+        r["target"] = leader.high_watermark
+        world.restart(r["c"])
+
+    def caught_up() -> bool:
+        node = lagging()
+        return node is not None and node.snapshots_fetched >= 1 and node.high_watermark >= r["target"]
+
+    s.step("leader elected, all caught up", lambda: one_leader(world) is not None and all_caught_up(world) and world.committed_end > 0,
+           take_down)
+    s.step("the others cleaned their logs past its end", cleaned_past, bring_back)
+    s.step("it caught up through a snapshot", caught_up, lambda: setattr(world, "proposing", False))
+    s.run()
+    node = lagging()
+    assert node is not None and node.latest_snapshot_id is not None
+    assert node.is_voter is not wipe
+    assert node.read_snapshot(node.latest_snapshot_id).size_bytes > 10 * world.config.fetch_bytes_max, "many chunks"
+    assert world.snapshots_fetched >= 1 and world.snapshots_loaded >= 1
     world.final_checks()
