@@ -120,12 +120,14 @@ from typing import ClassVar, Protocol, TypeVar
 
 from protocol.error_codes import ErrorCode
 from protocol.message import Message
+from protocol.messages.add_raft_voter import AddRaftVoterRequest, AddRaftVoterResponse
 from protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest, BeginQuorumEpochResponse
 from protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
 from protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from protocol.messages.fetch import FetchRequest, FetchResponse
 from protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from protocol.messages.leader_change_message import LeaderChangeMessage
+from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest, RemoveRaftVoterResponse
 from protocol.messages.vote import VoteRequest, VoteResponse
 from protocol.primitives import ZERO_UUID
 from protocol.records import (
@@ -145,6 +147,17 @@ from replication.snapshot import (
     SnapshotId,
     SnapshotStore,
     encode_snapshot,
+)
+from replication.voters import (
+    CONTROLLER_LISTENER,
+    KRAFT_VERSION_1,
+    Endpoint,
+    Voter,
+    VoterSet,
+    VoterSetError,
+    VoterSetHistory,
+    read_control_records,
+    voters_batch_records,
 )
 from storage.log import AppendRejected, PartitionLog
 
@@ -194,6 +207,9 @@ class RaftConfig:
     retention_bytes: int = 100 * MIB  # log plus snapshots kept before the log start moves (-1: no limit)
     retention_ms: int = 7 * 24 * 3_600_000  # age of the oldest snapshot before the log start moves (-1: none)
     clean_interval_ms: int = 60_000  # how often the retention rules run (Kafka's fixed interval)
+    # Trafka's: the leader records each unrecorded voter's directory id in the log (see the
+    # module docstring, "Voter set"); False only for tests that show what happens without it.
+    bind_directory_ids: bool = True
 
     _KEYS: ClassVar[Mapping[str, str]] = {
         "controller.quorum.election.timeout.ms": "election_timeout_ms",
@@ -226,12 +242,12 @@ class RaftConfig:
     @classmethod
     def from_properties(cls, values: Mapping[str, object]) -> RaftConfig:
         """From broker properties (``BrokerConfig.values``); keys not given keep the defaults."""
-        kwargs: dict[str, int] = {}
+        kwargs: dict[str, int | bool] = {}
         for key, name in cls._KEYS.items():
             value = values.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
                 kwargs[name] = value
-        return cls(**kwargs)
+        return cls(**kwargs)  # type: ignore[arg-type]
 
     @property
     def check_quorum_ms(self) -> int:
@@ -370,6 +386,18 @@ class _Leader:
     check_quorum_deadline_ms: int
     fetched_voters: set[int] = field(default_factory=set)
     parked: dict[int, _Parked] = field(default_factory=dict)
+    voter_change: _VoterChange | None = None  # an AddRaftVoter/RemoveRaftVoter waiting for its commit
+
+
+@dataclass(slots=True, kw_only=True)
+class _VoterChange:
+    """A voter change the leader appended at ``offset``, answered once that commits."""
+
+    source: int
+    correlation_id: int
+    remove: bool
+    offset: int
+    deadline_ms: int
 
 
 @dataclass(slots=True, kw_only=True)
@@ -460,14 +488,17 @@ class RaftNode:
         rng: RandomSource,
         now_ms: int,
         config: RaftConfig | None = None,
+        endpoints: Mapping[int, tuple[str, int]] | None = None,
     ) -> None:
         """Recover from ``store`` and ``log`` (already opened and recovered by the caller).
 
-        ``voters`` maps each voter's node id to its directory id (None: not recorded, so any
-        directory is taken as that voter, Kafka's kraft.version 0). ``directory_id`` is this
-        node's log directory id (meta.properties' ``directory.id``): a node whose disk was lost
-        and formatted anew has a new one and is then an observer, never a voter that forgot its
-        votes and its log.
+        ``voters`` is the static voter set (``controller.quorum.voters``): each voter's node id
+        and directory id (None: not recorded, so any directory is taken as that voter, Kafka's
+        kraft.version 0); ``endpoints`` their (host, port), written into the VotersRecords this
+        node writes as leader. The latest voter set the log (or its snapshot) records replaces
+        it. ``directory_id`` is this node's log directory id (meta.properties' ``directory.id``):
+        a node whose disk was lost and formatted anew has a new one and is then an observer once
+        its directory is recorded, never a voter that forgot its votes and its log.
         """
         if not voters:
             raise ValueError("the voter set must not be empty")
@@ -478,6 +509,8 @@ class RaftNode:
         self.store = store
         self.rng = rng
         self.config = config or RaftConfig()
+        self._history = VoterSetHistory(VoterSet.from_directories(voters, endpoints))
+        self._voter_set = self._history.static
         self._voters: dict[int, uuid.UUID | None] = dict(voters)
         self._majority = len(self._voters) // 2 + 1
         self._hw = 0
@@ -492,6 +525,7 @@ class RaftNode:
         self._snapshot_readers: dict[int, tuple[SnapshotId, int]] = {}
         self._next_clean_ms = now_ms + self.config.clean_interval_ms
         self._recover_snapshots(now_ms)
+        self._load_voter_history()
         self._state: _State = self._recover(now_ms)
 
     def _recover_snapshots(self, now_ms: int) -> None:
@@ -516,6 +550,69 @@ class RaftNode:
             )
         if latest is not None:
             self._hw = log.update_high_watermark(latest.end_offset)
+
+    def _load_voter_history(self) -> None:
+        """The voter sets of the latest snapshot and of the log after it (Kafka's
+        ``KRaftControlRecordStateMachine`` at a start)."""
+        latest = self.snapshots.latest
+        start = self.log.log_start_offset
+        if latest is not None:
+            contents = self.snapshots.read(latest)
+            self._history.reset(latest.end_offset, contents.voters, contents.kraft_version)
+            start = max(start, latest.end_offset)
+        while start < self.log.log_end_offset:
+            res = self.log.read(start, max_bytes=MIB)
+            if res.error:
+                break
+            data = res.read_bytes()
+            if not data:
+                break
+            start = self._scan_appended(data, from_offset=start)
+        self._refresh_voters()
+
+    def _scan_appended(self, data: bytes | memoryview, *, from_offset: int = 0) -> int:
+        """Record the voter sets and kraft.version of the control batches in ``data`` (just
+        appended, or read at a start); the offset after the last whole batch."""
+        end = from_offset
+        for batch in iter_batches(data):
+            end = batch.next_offset
+            if batch.next_offset <= from_offset or not batch.is_control:
+                continue
+            try:
+                found = read_control_records(batch)
+            except VoterSetError:
+                continue  # not a voter set we can use; the log keeps it as it is
+            for f in found:
+                if f.offset >= from_offset:
+                    self._history.add(f)
+        return end
+
+    def _refresh_voters(self, now_ms: int | None = None) -> None:
+        """Use the latest voter set of the log (uncommitted too, as Kafka does); a leader moves
+        replicas between its voters and observers to match."""
+        vs = self._history.latest
+        if vs is self._voter_set:
+            return
+        self._voter_set = vs
+        self._voters = vs.directories
+        self._majority = len(self._voters) // 2 + 1
+        s = getattr(self, "_state", None)
+        if isinstance(s, _Leader):
+            for node in list(s.voters):
+                if node not in self._voters or node == self.node_id:
+                    s.observers[node] = s.voters.pop(node)
+                    s.fetched_voters.discard(node)
+            for node, directory in self._voters.items():
+                if node == self.node_id:
+                    continue
+                progress = s.voters.get(node)
+                if progress is None:
+                    progress = s.observers.pop(node, None) or _Progress(directory_id=directory)
+                    s.voters[node] = progress
+                if directory is not None and progress.directory_id not in (None, directory):
+                    progress.end_offset = -1  # another directory: nothing of it counts
+                progress.directory_id = directory if directory is not None else progress.directory_id
+            s.observers.pop(self.node_id, None)
 
     def _recover(self, now_ms: int) -> _State:
         saved = self.store.read()
@@ -619,6 +716,26 @@ class RaftNode:
     @property
     def is_voter(self) -> bool:
         return self._is_voter_key(self.node_id, self.directory_id)
+
+    @property
+    def voter_set(self) -> VoterSet:
+        """The voter set in use: the log's latest (maybe uncommitted), else the static one."""
+        return self._voter_set
+
+    @property
+    def committed_voter_set(self) -> VoterSet:
+        """The voter set of the committed log (the static one while the committed log records none)."""
+        return self._history.at(self._hw)
+
+    @property
+    def voter_set_recorded(self) -> bool:
+        """Whether the log (or its snapshot) records a voter set (else the static one is used)."""
+        return self._history.latest_offset >= 0
+
+    @property
+    def kraft_version(self) -> int:
+        """1 once the log records a KRaftVersionRecord of 1 (the voter set is in the log), else 0."""
+        return self._history.kraft_version
 
     @property
     def is_leader(self) -> bool:
@@ -727,7 +844,9 @@ class RaftNode:
         if problem is not None:
             raise ValueError(f"snapshot id {end_offset}-{epoch} does not match the log: {problem}")
         snapshot_id = SnapshotId(end_offset, epoch)
-        data = encode_snapshot(snapshot_id, records, last_contained_timestamp_ms=last_contained_timestamp_ms, now_ms=now_ms)
+        voters = self._history.at(end_offset) if self._history.recorded_at(end_offset) else None
+        data = encode_snapshot(snapshot_id, records, last_contained_timestamp_ms=last_contained_timestamp_ms,
+                               now_ms=now_ms, voters=voters, kraft_version=self._history.kraft_version_at(end_offset))
         self.snapshots.write(snapshot_id, data)
         self.clean(now_ms)
         return snapshot_id
@@ -797,8 +916,11 @@ class RaftNode:
 
     def _install_snapshot(self, now_ms: int, snapshot_id: SnapshotId) -> None:
         """A snapshot from the leader is complete: the log restarts, empty, at its end."""
+        contents = self.snapshots.read(snapshot_id)
         self.log.truncate_fully_and_start_at(snapshot_id.end_offset, now_ms=now_ms)
         self.snapshots.delete_before(snapshot_id)
+        self._history.reset(snapshot_id.end_offset, contents.voters, contents.kraft_version)
+        self._refresh_voters()
         self._advance_hw(snapshot_id.end_offset)
         self.log.update_high_watermark(self._hw)
         self.snapshots_fetched += 1
@@ -820,6 +942,8 @@ class RaftNode:
             return self._on_describe_quorum_request(now_ms, request)
         if isinstance(request, FetchSnapshotRequest):
             return self._on_fetch_snapshot_request(now_ms, request)
+        if isinstance(request, AddRaftVoterRequest | RemoveRaftVoterRequest):
+            return self._on_voter_change_request(now_ms, source, correlation_id, request)
         raise TypeError(f"not a quorum request: {type(request).__name__}")
 
     def _cluster_ok(self, cluster_id: str | None) -> bool:
@@ -1027,7 +1151,7 @@ class RaftNode:
         if progress is not None:
             progress.acknowledged = True
             s.fetched_voters.add(replica_id)
-            if len(s.fetched_voters) + 1 >= self._majority:
+            if len(s.fetched_voters) + self._self_votes() >= self._majority:
                 s.fetched_voters.clear()
                 s.check_quorum_deadline_ms = now_ms + self.config.check_quorum_ms
         return progress
@@ -1152,7 +1276,9 @@ class RaftNode:
             self._out.append(SendResponse(destination=source, correlation_id=parked.correlation_id, response=response))
 
     def _maybe_advance_leader_hw(self, now_ms: int, s: _Leader) -> None:
-        ends = [self.log.log_end_offset] + [p.end_offset for p in s.voters.values()]
+        ends = [p.end_offset for p in s.voters.values()]
+        if self.is_voter:
+            ends.append(self.log.log_end_offset)
         ends.sort(reverse=True)
         matched = ends[self._majority - 1]
         if matched <= s.epoch_start_offset:
@@ -1199,8 +1325,14 @@ class RaftNode:
                 last_fetch_timestamp=now_ms,
                 last_caught_up_timestamp=now_ms,
             )
-            part.current_voters = [me] + [state(n, pr) for n, pr in sorted(s.voters.items())]
-            part.observers = [state(n, pr) for n, pr in sorted(s.observers.items())]
+            voters = [state(n, pr) for n, pr in sorted(s.voters.items())]
+            observers = [state(n, pr) for n, pr in sorted(s.observers.items())]
+            if self.is_voter:
+                voters.insert(0, me)
+            else:
+                observers.insert(0, me)  # a leader that removed itself, until that commits
+            part.current_voters = voters
+            part.observers = observers
         return DescribeQuorumResponse(
             error_message=None, topics=[DescribeQuorumResponse.TopicData(topic_name=METADATA_TOPIC, partitions=[part])]
         )
@@ -1247,6 +1379,143 @@ class RaftNode:
             current_leader=FetchSnapshotResponse.LeaderIdAndEpoch(leader_id=self._known_leader(), leader_epoch=self.epoch),
         )
         return FetchSnapshotResponse(topics=[FetchSnapshotResponse.TopicSnapshot(name=METADATA_TOPIC, partitions=[part])])
+
+    # AddRaftVoter / RemoveRaftVoter and the binding of directory ids (KIP-853) -----------------------
+
+    def _voter_change_blocked(self, s: _Leader) -> str | None:
+        """Why the leader may not change the voter set now (Kafka's checks, REQUEST_TIMED_OUT):
+        a change in progress, no high watermark of this epoch yet (so changes of older leaders
+        are fenced), or a voter set not committed yet. None: it may."""
+        if s.voter_change is not None:
+            return "waiting for the leader to finish the previous voter change"
+        if not s.hw_known:
+            return "waiting for the leader to establish the high watermark and fence previous voter changes"
+        latest = self._history.latest_offset
+        if latest >= self._hw:
+            return f"waiting for the voters to commit the latest voter change at {latest} (high watermark {self._hw})"
+        return None
+
+    def _append_voters(self, now_ms: int, s: _Leader, voters: VoterSet) -> int:
+        """Append a control batch recording ``voters`` (after a KRaftVersionRecord of 1 when the
+        log records none yet); the new set is in force at once. Returns the batch's last offset."""
+        first = self._history.kraft_version < KRAFT_VERSION_1
+        records = voters_batch_records(voters, now_ms=now_ms, kraft_version=KRAFT_VERSION_1 if first else None)
+        start = self.log.log_end_offset
+        batch = build_batch(records, base_offset=start, partition_leader_epoch=s.epoch, is_control=True)
+        result = self.log.append_as_follower(batch, now_ms=now_ms)
+        assert not isinstance(result, AppendRejected), result
+        self.log.flush(now_ms=now_ms)
+        self._scan_appended(batch, from_offset=start)
+        self._refresh_voters()
+        self._maybe_advance_leader_hw(now_ms, s)
+        self._complete_parked(now_ms, s)
+        return start + len(records) - 1
+
+    def _maybe_bind(self, now_ms: int, s: _Leader) -> None:
+        """Record the directory id of one voter the voter set has none for: the leader's own,
+        or that of a voter whose fetch (with that directory id) matched the log up to the high
+        watermark within the fetch timeout. See the module docstring for why this is safe."""
+        if not self.config.bind_directory_ids or self._voter_change_blocked(s) is not None:
+            return
+        unbound = sorted(n for n, d in self._voters.items() if d is None)
+        for node in unbound:
+            if node == self.node_id:
+                directory: uuid.UUID | None = self.directory_id
+            else:
+                progress = s.voters.get(node)
+                if (
+                    progress is None
+                    or progress.directory_id is None
+                    or progress.end_offset < self._hw
+                    or now_ms - progress.last_fetch_ms > self.config.fetch_timeout_ms
+                ):
+                    continue
+                directory = progress.directory_id
+            assert directory is not None
+            self._append_voters(now_ms, s, self._voter_set.bind(node, directory))
+            return
+
+    def _on_voter_change_request(
+        self, now_ms: int, source: int, correlation_id: int, req: AddRaftVoterRequest | RemoveRaftVoterRequest
+    ) -> Message | None:
+        """Kafka's ``AddVoterHandler``/``RemoveVoterHandler``: check, append the new voter set,
+        and answer once it is committed (None now; a ``SendResponse`` then), REQUEST_TIMED_OUT
+        when that takes longer than the request's timeout (AddRaftVoter's ``TimeoutMs``, else
+        ``request_timeout_ms``)."""
+        remove = isinstance(req, RemoveRaftVoterRequest)
+
+        def answer(error: ErrorCode, message: str | None = None) -> Message:
+            if remove:
+                return RemoveRaftVoterResponse(error_code=error, error_message=message)
+            return AddRaftVoterResponse(error_code=error, error_message=message)
+
+        if not self._cluster_ok(req.cluster_id):
+            return answer(ErrorCode.INCONSISTENT_CLUSTER_ID, f"this is cluster {self.cluster_id}")
+        s = self._state
+        if not isinstance(s, _Leader):
+            return answer(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"node {self.node_id} is not the leader")
+        blocked = self._voter_change_blocked(s)
+        if blocked is not None:
+            return answer(ErrorCode.REQUEST_TIMED_OUT, blocked)
+        if self.kraft_version < KRAFT_VERSION_1:
+            return answer(ErrorCode.UNSUPPORTED_VERSION,
+                          "the log records no voter set yet (kraft.version 0): voters cannot change")
+        directory = _dir_or_none(req.voter_directory_id)
+        if isinstance(req, RemoveRaftVoterRequest):
+            if not self._voter_set.has_exact(req.voter_id, directory) or len(self._voter_set) == 1:
+                return answer(ErrorCode.VOTER_NOT_FOUND,
+                              f"voter ({req.voter_id}, {req.voter_directory_id}) is not in the voter set "
+                              f"{self._voters} or is its only voter")
+            new = self._voter_set.remove(req.voter_id)
+            timeout_ms = self.config.request_timeout_ms
+        else:
+            if req.voter_id in self._voters:
+                return answer(ErrorCode.DUPLICATE_VOTER, f"voter id {req.voter_id} is already in the voter set {self._voters}")
+            if req.voter_id < 0 or directory is None:
+                return answer(ErrorCode.INVALID_REQUEST, "a new voter needs a node id and a directory id")
+            if not req.listeners:
+                return answer(ErrorCode.INVALID_REQUEST, "a new voter needs at least one listener")
+            progress = s.observers.get(req.voter_id)
+            if (
+                progress is None
+                or progress.directory_id != directory
+                or progress.end_offset < self._hw
+                or now_ms - progress.last_fetch_ms > self.config.fetch_timeout_ms
+            ):
+                return answer(ErrorCode.REQUEST_TIMED_OUT,
+                              f"the new voter ({req.voter_id}, {req.voter_directory_id}) has not caught up to the "
+                              f"high watermark {self._hw} (it must fetch as an observer first)")
+            endpoints = tuple(Endpoint(x.name or CONTROLLER_LISTENER, x.host, x.port) for x in req.listeners)
+            new = self._voter_set.add(Voter(req.voter_id, directory, endpoints))
+            timeout_ms = req.timeout_ms if req.timeout_ms > 0 else self.config.request_timeout_ms
+        offset = self._append_voters(now_ms, s, new)
+        s.voter_change = _VoterChange(
+            source=source, correlation_id=correlation_id, remove=remove, offset=offset, deadline_ms=now_ms + timeout_ms
+        )
+        return None
+
+    def _answer_voter_change(self, change: _VoterChange, error: ErrorCode, message: str | None = None) -> None:
+        response: Message
+        if change.remove:
+            response = RemoveRaftVoterResponse(error_code=error, error_message=message)
+        else:
+            response = AddRaftVoterResponse(error_code=error, error_message=message)
+        self._out.append(SendResponse(destination=change.source, correlation_id=change.correlation_id, response=response))
+
+    def _poll_voter_change(self, now_ms: int, s: _Leader) -> bool:
+        """Answer a voter change that committed or timed out; resign once the committed voter set
+        no longer holds this leader (it removed itself). True when it resigned."""
+        change = s.voter_change
+        if change is not None and change.offset < self._hw:
+            s.voter_change = None
+            self._answer_voter_change(change, ErrorCode.NONE)
+        elif change is not None and now_ms >= change.deadline_ms:
+            s.voter_change = None  # the change stays in the log; the next one waits for its commit
+            self._answer_voter_change(change, ErrorCode.REQUEST_TIMED_OUT, "the new voter set did not commit in time")
+        if not self.is_voter and self._history.latest_offset < self._hw:
+            self._to_resigned(now_ms, s)
+            return True
+        return False
 
     # --- responses -------------------------------------------------------------------------------------
 
@@ -1391,6 +1660,8 @@ class RaftNode:
                     self._back_off(now_ms, source)
                     return
                 self.log.flush(now_ms=now_ms)
+                self._scan_appended(whole)
+                self._refresh_voters()
         if p.high_watermark >= 0:
             # Everything below our log end was just validated against this leader's log.
             self._advance_hw(min(p.high_watermark, self.log.log_end_offset))
@@ -1407,6 +1678,8 @@ class RaftNode:
             return
         if target < self.log.log_end_offset:
             self.log.truncate_to(target, now_ms=now_ms)
+            if self._history.truncate_to(target):
+                self._refresh_voters()
 
     def _start_snapshot_fetch(self, now_ms: int, source: int, s: _Follower, end_offset: int, epoch: int) -> None:
         """The leader's log no longer continues ours: fetch its snapshot (Kafka's FETCH_SNAPSHOT)."""
@@ -1547,6 +1820,13 @@ class RaftNode:
         self._out.append(SendRequest(destination=destination, correlation_id=correlation_id, request=request))
 
     def _poll_leader(self, now_ms: int, s: _Leader) -> None:
+        if self._poll_voter_change(now_ms, s):
+            return
+        if self._self_votes() >= self._majority:
+            s.check_quorum_deadline_ms = _NEVER  # a quorum of one: nobody else need fetch
+        elif s.check_quorum_deadline_ms == _NEVER:
+            s.check_quorum_deadline_ms = now_ms + self.config.check_quorum_ms
+        self._maybe_bind(now_ms, s)
         if now_ms >= s.check_quorum_deadline_ms:
             self._to_resigned(now_ms, s)  # no majority fetched within the window: step down
             return
@@ -1660,6 +1940,9 @@ class RaftNode:
         self._inflight.clear()
         self._backoff_until.clear()
         if isinstance(old, _Leader):
+            change = old.voter_change
+            if change is not None:
+                self._answer_voter_change(change, ErrorCode.NOT_LEADER_OR_FOLLOWER, "the leader stepped down")
             for source, parked in old.parked.items():
                 response = self._fetch_response(ErrorCode.NOT_LEADER_OR_FOLLOWER)
                 self._out.append(SendResponse(destination=source, correlation_id=parked.correlation_id, response=response))
@@ -1882,6 +2165,9 @@ class RaftNode:
         if isinstance(s, _Follower | _Prospective):
             return s.leader_id
         return NO_NODE
+
+    def _self_votes(self) -> int:
+        return 1 if self.is_voter else 0
 
     def _other_voters(self) -> set[int]:
         return {v for v in self._voters if v != self.node_id}

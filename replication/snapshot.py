@@ -12,8 +12,10 @@ What it owns.
   log, ``replication.records`` values), then a control batch holding one ``SnapshotFooter``.
   ``encode_snapshot`` writes it; ``decode_snapshot`` reads it back and refuses anything else: a
   bad CRC, a torn last batch, bytes after the footer, a missing header or footer, offsets that are
-  not contiguous, a batch of another epoch. ``KRaftVersion`` and ``KRaftVoters`` control records
-  (which Kafka 3.9 writes after the header) are skipped.
+  not contiguous, a batch of another epoch. When the log records a voter set (KIP-853,
+  ``replication.voters``), the header batch also holds a ``KRaftVersion`` and a ``KRaftVoters``
+  record after the header, as Kafka's ``RecordsSnapshotWriter`` writes them; they come back as
+  ``SnapshotContents.kraft_version`` and ``.voters``.
 * The files (``SnapshotStore``), through ``storage.fs.FileSystem`` only, in the metadata log's
   directory and named as Kafka names them: ``<end offset, 20 digits>-<epoch, 10
   digits>.checkpoint``. A snapshot is written whole to ``<name>.checkpoint.part``, synced, renamed
@@ -69,6 +71,7 @@ from protocol.records import (
 )
 from replication.metadata import MetadataImage
 from replication.records import decode_record, encode_record
+from replication.voters import VoterSet, VoterSetError, read_control_records, voters_batch_records
 from storage.fs import FileHandle, FileSystem
 
 SNAPSHOT_SUFFIX = ".checkpoint"
@@ -82,7 +85,7 @@ SNAPSHOT_BATCH_BYTES_MAX = 1024 * 1024  # record bytes per data batch of a snaps
 SNAPSHOT_READ_CHUNK_BYTES = 1024 * 1024  # how much of a file one read takes when loading
 
 _NAME = re.compile(r"^(?P<offset>\d{20})-(?P<epoch>\d{10})(?P<suffix>\.checkpoint(?:\.part|\.deleted)?)$")
-_SKIPPED_CONTROL = (ControlRecordType.KRAFT_VERSION, ControlRecordType.KRAFT_VOTERS)
+_VOTER_CONTROL = (ControlRecordType.KRAFT_VERSION, ControlRecordType.KRAFT_VOTERS)
 
 
 class SnapshotError(Exception):
@@ -123,6 +126,8 @@ class SnapshotContents:
     last_contained_timestamp_ms: int
     records: tuple[bytes, ...]
     size_bytes: int
+    kraft_version: int = 0
+    voters: VoterSet | None = None  # the voter set in force at the snapshot's end, if the log recorded one
 
 
 def _control_record(kind: ControlRecordType, value: bytes, now_ms: int) -> NewRecord:
@@ -136,13 +141,18 @@ def encode_snapshot(
     last_contained_timestamp_ms: int,
     now_ms: int,
     batch_bytes_max: int = SNAPSHOT_BATCH_BYTES_MAX,
+    voters: VoterSet | None = None,
+    kraft_version: int = 0,
 ) -> bytes:
-    """A snapshot's bytes: header batch, data batches of about ``batch_bytes_max``, footer batch."""
+    """A snapshot's bytes: header batch (with the voter set, when given, after the header),
+    data batches of about ``batch_bytes_max``, footer batch."""
     epoch = snapshot_id.epoch
     header = SnapshotHeaderRecord(version=HEADER_VERSION, last_contained_log_timestamp=last_contained_timestamp_ms)
-    out = [build_batch([_control_record(ControlRecordType.SNAPSHOT_HEADER, header.encode(HEADER_VERSION), now_ms)],
-                       base_offset=0, partition_leader_epoch=epoch, is_control=True)]
-    offset = 1
+    first = [_control_record(ControlRecordType.SNAPSHOT_HEADER, header.encode(HEADER_VERSION), now_ms)]
+    if voters is not None:
+        first += voters_batch_records(voters, now_ms=now_ms, kraft_version=kraft_version)
+    out = [build_batch(first, base_offset=0, partition_leader_epoch=epoch, is_control=True)]
+    offset = len(first)
     pending: list[NewRecord] = []
     pending_bytes = 0
 
@@ -170,6 +180,8 @@ def decode_snapshot(snapshot_id: SnapshotId, data: bytes | bytearray | memoryvie
     buf = memoryview(data)
     values: list[bytes] = []
     timestamp = -1
+    kraft_version = 0
+    voters: VoterSet | None = None
     state = "header"  # header -> body -> done
     next_offset = 0
     it = iter_batches(buf)
@@ -195,6 +207,10 @@ def decode_snapshot(snapshot_id: SnapshotId, data: bytes | bytearray | memoryvie
                 continue
             for r in records:
                 kind = _control_type(r.key)
+                if kind in _VOTER_CONTROL:
+                    if state != "body":
+                        raise SnapshotError(f"control record {kind} outside the snapshot's body")
+                    continue
                 if kind == ControlRecordType.SNAPSHOT_HEADER:
                     if state != "header" or r.value is None:
                         raise SnapshotError("a second snapshot header")
@@ -210,10 +226,16 @@ def decode_snapshot(snapshot_id: SnapshotId, data: bytes | bytearray | memoryvie
                     if footer.version != FOOTER_VERSION:
                         raise SnapshotError(f"snapshot footer version {footer.version}")
                     state = "done"
-                elif kind in _SKIPPED_CONTROL and state == "body":
-                    continue
                 else:
                     raise SnapshotError(f"unexpected control record {kind} in a snapshot")
+            try:
+                for found in read_control_records(batch):
+                    if found.voters is not None:
+                        voters = found.voters
+                    if found.kraft_version is not None:
+                        kraft_version = found.kraft_version
+            except VoterSetError as e:
+                raise SnapshotError(str(e)) from None
     except (BatchError, ProtocolError) as e:
         raise SnapshotError(f"snapshot {snapshot_id}: {e}") from None
     except SnapshotError as e:
@@ -222,7 +244,7 @@ def decode_snapshot(snapshot_id: SnapshotId, data: bytes | bytearray | memoryvie
         raise SnapshotError(f"snapshot {snapshot_id}: {it.trailing_bytes} bytes of a torn batch at the end")
     if state != "done":
         raise SnapshotError(f"snapshot {snapshot_id}: no footer")
-    return SnapshotContents(snapshot_id, timestamp, tuple(values), len(buf))
+    return SnapshotContents(snapshot_id, timestamp, tuple(values), len(buf), kraft_version, voters)
 
 
 def _control_type(key: memoryview | None) -> int:

@@ -7,13 +7,18 @@ whoever leads (at most ``UNCOMMITTED_MAX`` offsets ahead of the commit), and a f
 chaos: message delays (and so reordering), drops, network partitions that cut one direction or
 both, crashes that lose the page cache (sometimes tearing the unsynced tails), voters that die
 right after granting a vote, new leaders that die after replicating part of their log, graceful
-resignations, and on five-voter clusters at most one voter that comes back with an empty disk
-(it is then an observer: KIP-853's directory id no longer matches). Timeouts are Kafka's or a
+resignations, and on five-voter clusters at most one voter that comes back with an empty disk.
+The voters are configured without directory ids (``controller.quorum.voters``); the leader records
+each voter's directory id in the log (a VotersRecord, KIP-853), and a voter is wiped only once every
+voter's log holds all of them: it then comes back as an observer (its directory id no longer
+matches) and must never vote or campaign. Timeouts are Kafka's or a
 tenth of them; fetch responses are sometimes limited to one batch. Every message is encoded and
 decoded at the versions the core targets on a share of the seeds. After every event the checks
 below run; a failure names the seed and shows the last events.
 
 * at most one leader per epoch (across restarts);
+* a node whose directory differs from the one the committed voter set records for its id (a
+  voter back with an empty disk) never grants a vote or becomes candidate or leader;
 * a node's epoch never goes back and it never votes for two candidates in one epoch, across
   restarts of the same disk, and a new epoch or vote is in its quorum-state file as soon as the
   node shows it;
@@ -159,12 +164,14 @@ class RaftWorld:
         self.profile = profile
         self.ids = list(range(1, profile.voters + 1))
         self.initial_dirs = {n: uuid.UUID(int=(seed << 16) + n) for n in self.ids}
-        dirs = self.initial_dirs if record_directory_ids else dict.fromkeys(self.ids)
-        self.voters: dict[int, uuid.UUID | None] = dict(dirs)
+        # The static voter set, as broker.cluster builds it from controller.quorum.voters: no
+        # directory ids; the leader records them in the log (unless the control turns that off).
+        self.voters: dict[int, uuid.UUID | None] = dict.fromkeys(self.ids)
         self.config = dataclasses.replace(
             TIMINGS[profile.timing], fetch_bytes_max=profile.fetch_bytes_max, retention_bytes=profile.retention_bytes,
-            retention_ms=-1, clean_interval_ms=CLEAN_INTERVAL_MS,
+            retention_ms=-1, clean_interval_ms=CLEAN_INTERVAL_MS, bind_directory_ids=record_directory_ids,
         )
+        self.bound: dict[int, uuid.UUID] = {}  # node -> directory id, from the committed voter sets seen
         self.log_config = LogConfig(segment_bytes=profile.segment_bytes)
         self.formatted: set[int] = set()
         # the global view the checks maintain
@@ -244,6 +251,11 @@ class RaftWorld:
     # --- the checks -------------------------------------------------------------------------------
 
     def check(self, sim: Simulation) -> None:
+        nodes = self.running()
+        if nodes:
+            # The committed voter set, as the node that knows the most of the committed log has it.
+            best = max(nodes, key=lambda n: n.high_watermark)
+            self.bound = {v: d for v, d in best.committed_voter_set.directories.items() if d is not None}
         for node_id in sim.touched:
             node = sim.nodes[node_id]
             if node is not None:
@@ -251,6 +263,12 @@ class RaftWorld:
                 self.check_node(node_id, node, sim.incarnation[node_id])
 
     def check_node(self, node_id: int, node: RaftNode, incarnation: int) -> None:
+        recorded = self.bound.get(node_id)
+        if recorded is not None and recorded != node.directory_id:
+            assert node.role not in (RaftRole.CANDIDATE, RaftRole.LEADER), (
+                f"node {node_id} with directory {node.directory_id} (the voter set records {recorded}) is {node.role}"
+            )
+            assert node.voted_id < 0, f"node {node_id} with a new directory voted for {node.voted_id}"
         epoch = node.epoch
         key = (node_id, node.directory_id.int)
         last_epoch = self.epochs.get(key, 0)
@@ -432,7 +450,21 @@ class RaftWorld:
 
         return maybe
 
+    def all_bound_everywhere(self) -> bool:
+        """Every voter's directory id is recorded, and every voter (all running) has that in its log."""
+        nodes = self.running()
+        return len(nodes) == len(self.ids) and all(
+            None not in n.voter_set.directories.values() and len(n.voter_set) == len(self.ids) for n in nodes
+        )
+
     def lose_disk(self, node_id: int) -> None:
+        """Crash a node and lose its disk; during the chaos only once the directory ids are
+        recorded everywhere (before that an empty disk is as unsafe as without them: see
+        replication.raft's docstring), else a little later."""
+        if self.profile.wipes and not self.all_bound_everywhere():
+            self.sim.schedule(self.sim.now_ms + 100, self.fault(functools.partial(self.lose_disk, node_id)),
+                              f"crash {node_id} (disk lost), when recorded")
+            return
         self.sim.crash(node_id)
         self.wiped.add(node_id)
 
@@ -662,6 +694,12 @@ def propose(world: RaftWorld, node: RaftNode | None, *values: bytes) -> None:
     world.sim.touch(node.node_id)
 
 
+def started(world: RaftWorld) -> bool:
+    """A leader, every voter's directory id recorded (on every node) and everyone caught up."""
+    return (one_leader(world) is not None and world.committed_end > 0 and all_caught_up(world)
+            and (world.all_bound_everywhere() or not world.config.bind_directory_ids))
+
+
 def committed_values(world: RaftWorld) -> set[bytes]:
     return {v for entry in world.committed for v in entry[4]}
 
@@ -691,7 +729,10 @@ def test_partitioned_zombie_leader_never_commits(cut: str) -> None:
         assert zombie is not None
         seen.update(zombie=zombie.node_id, epoch=zombie.epoch, hw=zombie.high_watermark, at=sim.now_ms)
         sim.network.isolate(zombie.node_id, world.ids, inbound=cut != "outbound", outbound=cut != "inbound")
-        propose(world, zombie, b"zombie-0", b"zombie-1", b"zombie-2")
+        # Proposed once the fetches it holds from before the cut have been answered (empty):
+        # an answer to one of those could carry a zombie write out, and it could then commit.
+        at = sim.now_ms + world.config.fetch_wait_ms_max + 10
+        sim.schedule(at, lambda: propose(world, zombie, b"zombie-0", b"zombie-1", b"zombie-2"), "the zombie writes")
         sim.schedule(sim.now_ms + 1_000, lambda: None, "a second into the partition")
 
     def zombie() -> RaftNode:
@@ -711,7 +752,7 @@ def test_partitioned_zombie_leader_never_commits(cut: str) -> None:
             seen["stepped_down"] = sim.now_ms
 
     sim.checks.append(watch)
-    s.step("leader elected, all caught up", lambda: one_leader(world) is not None and all_caught_up(world) and world.committed_end > 0,
+    s.step("leader elected, all caught up", lambda: started(world),
            lambda: propose(world, one_leader(world), b"before-0", b"before-1"))
     s.step("before-* committed everywhere", lambda: {b"before-0", b"before-1"} <= committed_values(world) and all_caught_up(world), isolate)
     s.step("a second later", lambda: sim.now_ms >= seen["at"] + 1_000, still_leading)
@@ -765,7 +806,7 @@ def empty_disk_scenario(*, record_directory_ids: bool) -> RaftWorld:
         roles["quiet_from"] = sim.now_ms
         sim.schedule(sim.now_ms + 10_000, lambda: None, "ten quiet seconds")
 
-    s.step("leader elected, all caught up", lambda: one_leader(world) is not None and all_caught_up(world) and world.committed_end > 0, name_roles)
+    s.step("leader elected, all caught up", lambda: started(world), name_roles)
     s.step("e-* committed by A and W", lambda: {b"e-0", b"e-1", b"e-2"} <= committed_values(world), wipe_w)
     s.step("W is back, formatted anew", lambda: node("w") is not None, a_dies)
     s.step("ten seconds later", lambda: sim.now_ms >= roles["quiet_from"] + 10_000, leaderless_then_restart_a)
@@ -817,7 +858,7 @@ def test_divergent_tail_is_truncated_on_the_new_leaders_entries() -> None:
     def new_leader() -> RaftNode | None:
         return next((n for n in world.leaders_now() if n.epoch > seen["epoch"]), None)
 
-    s.step("leader elected, all caught up", lambda: one_leader(world) is not None and all_caught_up(world) and world.committed_end > 0, write_tail)
+    s.step("leader elected, all caught up", lambda: started(world), write_tail)
     s.step("a new leader", lambda: new_leader() is not None,
            lambda: propose(world, new_leader(), b"u-0", b"u-1", b"u-2", b"u-3", b"u-4"))
     s.step("u-* committed", lambda: {b"u-0", b"u-4"} <= committed_values(world), lambda: world.restart(seen["old"]))
@@ -888,7 +929,7 @@ def test_entry_of_an_older_epoch_is_not_committed_by_counting_replicas() -> None
         sim.network.heal()
         sim.restart(r["b"])
 
-    s.step("A leads e1, all caught up", lambda: one_leader(world) is not None and all_caught_up(world) and world.committed_end > 0,
+    s.step("A leads e1, all caught up", lambda: started(world),
            a_writes_x_and_dies)
     s.step("B leads e2", b_leads, b_writes_y_and_dies)
     s.step("A leads e3", a_leads_again)
@@ -941,7 +982,7 @@ def test_new_leader_with_a_stale_high_watermark() -> None:
         n = node("stale")
         return n.is_leader and n.epoch > r["epoch"]
 
-    s.step("leader elected, all caught up", lambda: one_leader(world) is not None and all_caught_up(world) and world.committed_end > 0,
+    s.step("leader elected, all caught up", lambda: started(world),
            name_roles)
     s.step("s-0 committed everywhere", lambda: b"s-0" in committed_values(world) and all_caught_up(world),
            lambda: propose(world, node("leader"), b"s-1", b"s-2"))
@@ -995,7 +1036,7 @@ def test_a_lagging_or_wiped_node_catches_up_through_a_snapshot(wipe: bool) -> No
         node = lagging()
         return node is not None and node.snapshots_fetched >= 1 and node.high_watermark >= r["target"]
 
-    s.step("leader elected, all caught up", lambda: one_leader(world) is not None and all_caught_up(world) and world.committed_end > 0,
+    s.step("leader elected, all caught up", lambda: started(world),
            take_down)
     s.step("the others cleaned their logs past its end", cleaned_past, bring_back)
     s.step("it caught up through a snapshot", caught_up, lambda: setattr(world, "proposing", False))
