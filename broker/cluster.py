@@ -463,6 +463,15 @@ class ClusterNode:
         c, raft = self.controller, self.raft
         if c is None or raft is None:
             return
+        if c.is_active and raft.is_leader and c.next_write_offset != raft.log_end_offset:
+            # The Raft leader appended a voter change (a directory id recorded, AddRaftVoter,
+            # RemoveRaftVoter): the controller's offsets no longer match the log. It resigns and
+            # becomes active again once that is committed and replayed, as after a failover.
+            log.info("node %d: controller restarts after a voter set change at %d", self.node_id,
+                     c.next_write_offset)
+            c.resign()
+            self._fail_controller_replies()
+            return
         if c.is_active and not raft.is_leader:
             log.info("node %d: controller resigns (epoch %d)", self.node_id, raft.epoch)
             c.resign()
@@ -509,7 +518,14 @@ class ClusterNode:
             held = _Held()
             self._controller_replies.append((result.reply_after_offset, held, result.response))
             return held
-        offset = raft.propose(self.now_ms(), [encode_record(r) for r in result.records])
+        offset: int | ProposeRejected
+        if raft.log_end_offset != c.next_write_offset - len(result.records):
+            # A voter change was appended since the controller counted its offsets (see
+            # _steer_controller): these records would not sit where it expects them.
+            offset = ProposeRejected(error=ErrorCode.NOT_LEADER_OR_FOLLOWER,
+                                     message="the metadata log moved under the controller (a voter change)")
+        else:
+            offset = raft.propose(self.now_ms(), [encode_record(r) for r in result.records])
         if isinstance(offset, ProposeRejected):
             log.info("node %d: controller write refused (%s); resigning", self.node_id, offset.message)
             c.resign()

@@ -20,12 +20,14 @@ import pytest
 
 from protocol.error_codes import ErrorCode
 from protocol.message import Message
+from protocol.messages.add_raft_voter import AddRaftVoterRequest, AddRaftVoterResponse
 from protocol.messages.begin_quorum_epoch import BeginQuorumEpochRequest, BeginQuorumEpochResponse
 from protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
 from protocol.messages.end_quorum_epoch import EndQuorumEpochRequest, EndQuorumEpochResponse
 from protocol.messages.fetch import FetchRequest, FetchResponse
 from protocol.messages.fetch_snapshot import FetchSnapshotRequest, FetchSnapshotResponse
 from protocol.messages.leader_change_message import LeaderChangeMessage
+from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest, RemoveRaftVoterResponse
 from protocol.messages.vote import VoteRequest, VoteResponse
 from protocol.records import CONTROL_KEY, ControlRecordType, NewRecord, build_batch, iter_batches
 from replication.quorum_state import ElectionState, QuorumStateError, QuorumStateStore
@@ -682,3 +684,222 @@ def test_replication_core_is_sans_io(module: str) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.append(node.module)
     assert names and not [n for n in names if n.split(".")[0] in FORBIDDEN]
+
+
+# --- the voter set in the log (KIP-853) ---------------------------------------------------------------
+
+UNBOUND = dict.fromkeys(DIRS)  # controller.quorum.voters: ids only
+
+
+def fetch_up(node: RaftNode, replica: int, now_ms: int, *, directory: uuid.UUID | None = None) -> FetchResponse:
+    """``replica`` fetches at the leader's log end (it has everything), with its directory id."""
+    response = node.handle_request(now_ms, replica, 1, fetch_request(
+        node.epoch, node.log_end_offset, node.last_fetched_epoch, replica=replica, directory=directory))
+    assert isinstance(response, FetchResponse) and only(response).error_code == 0, response
+    return response
+
+
+def control_types(node: RaftNode) -> list[tuple[int, int]]:
+    """(offset, control type) of every control record in ``node``'s log."""
+    out = []
+    for batch in iter_batches(node.log.read(0, max_bytes=1 << 20).read_bytes()):
+        if batch.is_control:
+            for r in batch.records():
+                assert r.key is not None
+                out.append((r.offset, CONTROL_KEY.unpack_from(r.key, 0)[1]))
+    return out
+
+
+def bound_leader(now_ms: int = T0 + 10_000) -> tuple[Box, RaftNode]:
+    """Node 1 leads a quorum configured without directory ids and records all three."""
+    box = Box(1, voters=dict(UNBOUND))
+    node = elect(box, now_ms)
+    for replica in (2, 3, 2, 3):
+        fetch_up(node, replica, now_ms)
+        node.poll(now_ms)
+    fetch_up(node, 2, now_ms)
+    node.poll(now_ms)
+    assert node.voter_set.directories == DIRS and node.high_watermark == node.log_end_offset
+    return box, node
+
+
+def test_voter_set_records_round_trip_in_kafkas_layout() -> None:
+    from protocol.messages.voters_record import VotersRecord
+    from replication.snapshot import SnapshotId, decode_snapshot, encode_snapshot
+    from replication.voters import ControlFound, Endpoint, Voter, VoterSet, VoterSetHistory
+
+    vs = VoterSet.of([Voter(1, DIRS[1], (Endpoint("CONTROLLER", "h1", 9093),)), Voter(2, None)])
+    record = VotersRecord.decode(vs.encode(), 0)
+    assert [(v.voter_id, v.voter_directory_id) for v in record.voters] == [(1, DIRS[1]), (2, uuid.UUID(int=0))]
+    assert record.voters[0].endpoints[0].host == "h1" and record.voters[0].k_raft_version_feature.max_supported_version == 1
+    assert VoterSet.decode(vs.encode()) == vs
+    assert vs.is_voter(2, uuid.UUID(int=9)) and vs.is_voter(1, DIRS[1]) and not vs.is_voter(1, DIRS[2])
+    assert vs.has_exact(2, None) and not vs.has_exact(1, None)
+    history = VoterSetHistory(VoterSet.from_directories(UNBOUND))
+    history.add(ControlFound(5, kraft_version=1))
+    history.add(ControlFound(6, voters=vs))
+    assert history.latest == vs and history.at(6) == history.static and history.at(7) == vs
+    assert history.kraft_version == 1 and history.kraft_version_at(5) == 0
+    assert history.truncate_to(6) and history.latest == history.static and history.kraft_version == 1
+    # In a snapshot: after the header, in the header's batch, and read back.
+    sid = SnapshotId(10, 2)
+    contents = decode_snapshot(sid, encode_snapshot(sid, [b"x"], last_contained_timestamp_ms=1, now_ms=2, voters=vs,
+                                                    kraft_version=1))
+    assert contents.voters == vs and contents.kraft_version == 1 and contents.records == (b"x",)
+    assert decode_snapshot(sid, encode_snapshot(sid, [b"x"], last_contained_timestamp_ms=1, now_ms=2)).voters is None
+
+
+def test_leader_records_directory_ids_one_at_a_time_once_each_is_caught_up() -> None:
+    box = Box(1, voters=dict(UNBOUND))
+    now = T0 + 10_000
+    node = elect(box, now)
+    assert node.kraft_version == 0 and not node.voter_set_recorded
+    node.poll(now)
+    assert node.log_end_offset == 1, "nothing before the high watermark of this epoch is known"
+    fetch_up(node, 2, now)
+    node.poll(now)
+    # Its own first, with the KRaftVersionRecord, in one control batch.
+    assert control_types(node) == [(0, ControlRecordType.LEADER_CHANGE), (1, ControlRecordType.KRAFT_VERSION),
+                                   (2, ControlRecordType.KRAFT_VOTERS)]
+    assert node.voter_set.directories == {1: DIRS[1], 2: None, 3: None} and node.kraft_version == 1
+    node.poll(now)
+    assert node.log_end_offset == 3, "one change at a time: the last one is not committed"
+    fetch_up(node, 3, now - 10 * CONFIG.fetch_timeout_ms)  # an old fetch: 3 is not known to be caught up
+    fetch_up(node, 2, now)
+    node.poll(now)
+    assert node.voter_set.directories == {1: DIRS[1], 2: DIRS[2], 3: None}
+    assert node.committed_voter_set.directories == {1: DIRS[1], 2: None, 3: None}
+    fetch_up(node, 2, now)
+    node.poll(now)
+    assert node.log_end_offset == 4 and node.committed_voter_set.directories[2] == DIRS[2]
+    fetch_up(node, 3, now)
+    node.poll(now)
+    assert node.voter_set.directories == DIRS
+    assert [t for _, t in control_types(node)].count(ControlRecordType.KRAFT_VERSION) == 1
+    # A snapshot keeps the voter set it ends under, and a restart reads it back from the log.
+    fetch_up(node, 2, now)
+    end = node.high_watermark
+    sid = node.create_snapshot(now, end_offset=end, epoch=node.epoch, last_contained_timestamp_ms=now, records=[])
+    assert sid is not None and node.read_snapshot(sid).voters == node.voter_set
+    assert box.restart().voter_set.directories == DIRS
+
+
+def test_without_recording_the_voter_set_stays_static() -> None:
+    box = Box(1, voters=dict(UNBOUND))
+    box.node.config = RaftConfig(bind_directory_ids=False)
+    now = T0 + 10_000
+    node = elect(box, now)
+    for _ in range(3):
+        fetch_up(node, 2, now)
+        fetch_up(node, 3, now)
+        node.poll(now)
+    assert node.log_end_offset == 1 and node.voter_set.directories == UNBOUND and node.kraft_version == 0
+    answer = node.handle_request(now, -1, 9, RemoveRaftVoterRequest(cluster_id="c1", voter_id=3))
+    assert isinstance(answer, RemoveRaftVoterResponse) and answer.error_code == ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_follower_uses_the_latest_voter_set_in_its_log_and_forgets_a_truncated_one() -> None:
+    from replication.voters import VoterSet, voters_batch_records
+
+    box = Box(2, voters=dict(UNBOUND))
+    node = follow(box, 1, 1)
+    write_log(box, [(1, 2)])
+    other = uuid.UUID(int=77)  # the voter set records another directory for node 2: an old disk
+    vs = VoterSet.from_directories({1: DIRS[1], 2: other, 3: DIRS[3]})
+    batch = build_batch(voters_batch_records(vs, now_ms=T0, kraft_version=1), base_offset=2, partition_leader_epoch=1,
+                        is_control=True)
+    assert node.is_voter
+    node.handle_response(T0, 1, next(e for e in node.poll(T0) if isinstance(e, SendRequest)).correlation_id,
+                         fetch_response(1, 1, records=batch, hw=2))
+    assert node.log_end_offset == 4 and node.voter_set == vs and not node.is_voter, "uncommitted, yet in force"
+    assert node.committed_voter_set.directories == UNBOUND
+    # The leader's log diverges at offset 2 (its next answer says so): the record goes, and the
+    # static voter set is back.
+    fetch = next(e for e in node.poll(T0 + 1) if isinstance(e, SendRequest))
+    node.handle_response(T0 + 1, 1, fetch.correlation_id, fetch_response(1, 1, diverging=(1, 2)))
+    assert node.log_end_offset == 2 and node.voter_set.directories == UNBOUND and node.is_voter
+    # Recorded again, it is an observer once more: at its fetch timeout it does not campaign.
+    fetch = next(e for e in node.poll(T0 + 2) if isinstance(e, SendRequest))
+    node.handle_response(T0 + 2, 1, fetch.correlation_id, fetch_response(1, 1, records=batch, hw=2))
+    assert not node.is_voter and box.restart().voter_set == vs
+    node = box.node
+    node.poll(T0 + 10 * CONFIG.fetch_timeout_ms)
+    assert node.role is RaftRole.UNATTACHED
+
+
+def test_remove_and_add_voter_rules_and_error_codes() -> None:
+    box, node = bound_leader()
+    now = T0 + 10_000
+
+    def call(request: Message) -> Message | None:
+        return node.handle_request(now, -1, 42, request)
+
+    def error(answer: Message | None) -> int:
+        assert isinstance(answer, RemoveRaftVoterResponse | AddRaftVoterResponse), answer
+        return answer.error_code
+
+    def answered(effects: list[SendRequest | SendResponse]) -> list[int]:
+        return [e.response.error_code for e in effects if isinstance(e, SendResponse)
+                and isinstance(e.response, RemoveRaftVoterResponse | AddRaftVoterResponse)]
+
+    def add(voter: int, directory: uuid.UUID, timeout_ms: int = 5_000) -> Message | None:
+        return call(AddRaftVoterRequest(cluster_id="c1", timeout_ms=timeout_ms, voter_id=voter, voter_directory_id=directory,
+                                        listeners=[AddRaftVoterRequest.Listener(name="CONTROLLER", host="h", port=9)]))
+
+    new_dir = uuid.UUID(int=333)
+    follower = Box(2, voters=dict(UNBOUND)).node
+    assert error(follower.handle_request(now, -1, 1, RemoveRaftVoterRequest(cluster_id="c1", voter_id=3))) == \
+        ErrorCode.NOT_LEADER_OR_FOLLOWER
+    assert error(call(RemoveRaftVoterRequest(cluster_id="other", voter_id=3, voter_directory_id=DIRS[3]))) == \
+        ErrorCode.INCONSISTENT_CLUSTER_ID
+    # The voter key must match exactly: another directory, no directory, an unknown id.
+    for voter, directory in ((3, new_dir), (3, uuid.UUID(int=0)), (9, DIRS[1])):
+        assert error(call(RemoveRaftVoterRequest(cluster_id="c1", voter_id=voter, voter_directory_id=directory))) == \
+            ErrorCode.VOTER_NOT_FOUND
+    assert error(add(2, new_dir)) == ErrorCode.DUPLICATE_VOTER
+    # Remove (3, its old directory): in force at once, answered when committed.
+    assert call(RemoveRaftVoterRequest(cluster_id="c1", voter_id=3, voter_directory_id=DIRS[3])) is None
+    assert node.voter_set.directories == {1: DIRS[1], 2: DIRS[2]}
+    assert error(call(RemoveRaftVoterRequest(cluster_id="c1", voter_id=2, voter_directory_id=DIRS[2]))) == \
+        ErrorCode.REQUEST_TIMED_OUT, "one change at a time"
+    assert answered(node.poll(now)) == []
+    fetch_up(node, 3, now, directory=new_dir)  # 3, wiped, fetches: an observer, it counts for nothing
+    assert answered(node.poll(now)) == [] and node.high_watermark < node.log_end_offset
+    fetch_up(node, 2, now)  # the majority of the new set {1, 2}
+    assert answered(node.poll(now)) == [ErrorCode.NONE]
+    # Add (3, new directory): not before it has fetched up to the high watermark.
+    node.propose(now, [b"more"])
+    fetch_up(node, 2, now)
+    assert error(add(3, new_dir)) == ErrorCode.REQUEST_TIMED_OUT, "3 lags behind the high watermark"
+    assert error(add(3, uuid.UUID(int=0))) == ErrorCode.INVALID_REQUEST
+    fetch_up(node, 3, now, directory=new_dir)
+    assert error(add(3, DIRS[3])) == ErrorCode.REQUEST_TIMED_OUT, "the old directory is not the one that caught up"
+    assert add(3, new_dir, timeout_ms=1_000) is None
+    assert node.voter_set.directories == {1: DIRS[1], 2: DIRS[2], 3: new_dir}
+    assert answered(node.poll(now + 1_000)) == [ErrorCode.REQUEST_TIMED_OUT], "not committed within its timeout"
+    fetch_up(node, 3, now + 1_000, directory=new_dir)
+    node.poll(now + 1_000)
+    assert node.committed_voter_set.directories[3] == new_dir
+    described = node.handle_request(now + 1_000, -1, 1, DescribeQuorumRequest(topics=[
+        DescribeQuorumRequest.TopicData(topic_name=METADATA_TOPIC, partitions=[DescribeQuorumRequest.PartitionData()])]))
+    voters = only(described).current_voters
+    assert [(v.replica_id, v.replica_directory_id) for v in voters] == [(1, DIRS[1]), (2, DIRS[2]), (3, new_dir)]
+
+
+def test_a_leader_that_removes_itself_resigns_once_that_commits() -> None:
+    box, node = bound_leader()
+    now = T0 + 10_000
+    assert node.handle_request(now, -1, 7, RemoveRaftVoterRequest(cluster_id="c1", voter_id=1,
+                                                                   voter_directory_id=DIRS[1])) is None
+    assert node.is_leader and not node.is_voter
+    node.poll(now)
+    assert node.is_leader, "it leads until the new voter set is committed"
+    fetch_up(node, 2, now)
+    assert node.high_watermark < node.log_end_offset, "the leader no longer counts itself"
+    fetch_up(node, 3, now)
+    effects = node.poll(now)
+    assert any(isinstance(e, SendResponse) and isinstance(e.response, RemoveRaftVoterResponse)
+               and e.response.error_code == 0 for e in effects)
+    assert node.role is RaftRole.RESIGNED and requests(effects, EndQuorumEpochRequest)
+    node.poll(now + 10 * CONFIG.election_timeout_ms)
+    assert node.role is RaftRole.UNATTACHED and not node.is_voter

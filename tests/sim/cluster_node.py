@@ -618,7 +618,7 @@ class SimClusterNode:
         c, raft = self.controller, self.raft
         if c is None:
             return False
-        if c.is_active and not raft.is_leader:
+        if c.is_active and (not raft.is_leader or c.next_write_offset != raft.log_end_offset):
             c.resign()
             self._fail_controller_replies()
             return True
@@ -664,7 +664,13 @@ class SimClusterNode:
                 return None
             self._controller_replies.append((result.reply_after_offset, waiter))
             return waiter
-        offset = raft.propose(now_ms, [encode_record(r) for r in result.records])
+        offset: int | ProposeRejected
+        if raft.log_end_offset != c.next_write_offset - len(result.records):
+            # The Raft leader appended a voter change since: the records would not sit where
+            # the controller counts them (``ClusterNode._write``).
+            offset = ProposeRejected(error=ErrorCode.NOT_LEADER_OR_FOLLOWER, message="the log moved under the controller")
+        else:
+            offset = raft.propose(now_ms, [encode_record(r) for r in result.records])
         if isinstance(offset, ProposeRejected):
             c.resign()
             self._fail_controller_replies()

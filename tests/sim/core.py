@@ -170,6 +170,9 @@ class Simulation:
         self._seq = 0
         self._wake_at: dict[int, int] = {}
         self._reply_incarnation: dict[tuple[int, int, int], int] = {}
+        # Answers to requests from outside the simulated nodes (an admin client calling a
+        # node's handle_request directly): (destination, correlation id, message), in order.
+        self.outside: list[tuple[int, int, Message]] = []
         for n in self.node_ids:
             self.disks[n] = SimFileSystem()
             self.incarnation[n] = 0
@@ -242,6 +245,9 @@ class Simulation:
         request = getattr(effect, "request", None)
         message = request if request is not None else effect.response
         destination = effect.destination
+        if destination not in self.nodes:
+            self.outside.append((destination, effect.correlation_id, message))
+            return
         if request is not None:
             incarnation = self.incarnation[source]
         else:

@@ -55,8 +55,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from protocol.error_codes import ErrorCode
 from protocol.message import Message
+from protocol.messages.add_raft_voter import AddRaftVoterRequest
 from protocol.messages.fetch import FetchRequest, FetchResponse
+from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest
 from protocol.messages.vote import VoteRequest, VoteResponse
 from protocol.records import iter_batches
 from replication.quorum_state import QuorumStateStore
@@ -1046,4 +1049,96 @@ def test_a_lagging_or_wiped_node_catches_up_through_a_snapshot(wipe: bool) -> No
     assert node.is_voter is not wipe
     assert node.read_snapshot(node.latest_snapshot_id).size_bytes > 10 * world.config.fetch_bytes_max, "many chunks"
     assert world.snapshots_fetched >= 1 and world.snapshots_loaded >= 1
+    world.final_checks()
+
+
+ADMIN = 1000  # the source id of the admin client in the scenarios (not a node)
+
+
+def admin_call(world: RaftWorld, node: RaftNode, request: Message) -> Message | None:
+    """Send an AddRaftVoter/RemoveRaftVoter to ``node`` as an admin client would: the answer
+    now, or None when the node answers once the change commits (``Simulation.outside``)."""
+    correlation_id = len(world.sim.outside) + 10_000 + world.sim.events
+    response = node.handle_request(world.sim.now_ms, ADMIN, correlation_id, request)
+    world.sim.touch(node.node_id)
+    return response
+
+
+def admin_answer(world: RaftWorld) -> Message | None:
+    return world.sim.outside[-1][2] if world.sim.outside else None
+
+
+def test_wiped_voter_is_removed_and_added_back() -> None:
+    """KIP-853's replacement of a lost disk, one membership change at a time: voter W comes
+    back with an empty disk and is an observer (the log records its old directory id); the
+    operator removes (W, old directory), the quorum of the other two goes on committing, then
+    adds (W, new directory) once W has caught up; W votes again, and with the leader gone the
+    quorum (now including the new W) elects a leader that holds every committed entry."""
+    world = quiet_world(seed=41)
+    sim = world.sim
+    s = Script(world, step_ms_max=30_000)
+    r: dict[str, int] = {}
+
+    def node(name: str) -> RaftNode:
+        n = world.raft(r[name])
+        assert n is not None, name
+        return n
+
+    def wipe_w() -> None:
+        leader = one_leader(world)
+        assert leader is not None
+        r.update(leader=leader.node_id, w=min(n for n in world.ids if n != leader.node_id))
+        assert leader.voter_set.directories[r["w"]] == world.initial_dirs[r["w"]]
+        sim.crash(r["w"])
+        sim.restart(r["w"], wipe=True)
+        propose(world, leader, b"a-0", b"a-1")
+
+    def w_observes() -> bool:
+        w = world.raft(r["w"])
+        return (w is not None and w.role is RaftRole.FOLLOWER and not w.is_voter
+                and b"a-1" in committed_values(world) and w.high_watermark >= world.committed_end)
+
+    def remove_w() -> None:
+        leader = node("leader")
+        answer = admin_call(world, leader, RemoveRaftVoterRequest(
+            cluster_id="sim-cluster", voter_id=r["w"], voter_directory_id=world.initial_dirs[r["w"]]))
+        assert answer is None, answer  # answered once the new voter set commits
+        assert r["w"] not in leader.voter_set.voters and len(leader.voter_set) == 2
+
+    def answered_ok() -> bool:
+        answer = admin_answer(world)
+        return answer is not None and getattr(answer, "error_code", None) == ErrorCode.NONE
+
+    def add_w() -> None:
+        r["answers"] = len(sim.outside)
+        w = node("w")
+        answer = admin_call(world, node("leader"), AddRaftVoterRequest(
+            cluster_id="sim-cluster", timeout_ms=5_000, voter_id=r["w"], voter_directory_id=w.directory_id,
+            listeners=[AddRaftVoterRequest.Listener(name="CONTROLLER", host="localhost", port=9093)]))
+        assert answer is None, answer
+
+    def added() -> bool:
+        return len(sim.outside) > r["answers"] and answered_ok() and node("w").is_voter
+
+    def leader_dies() -> None:
+        propose(world, node("leader"), b"c-0")
+        r["epoch"] = node("leader").epoch
+        sim.crash(r["leader"])
+
+    def new_leader() -> bool:
+        leader = one_leader(world)
+        return leader is not None and leader.epoch > r["epoch"]
+
+    s.step("leader elected, ids recorded, all caught up", lambda: started(world), wipe_w)
+    s.step("W is back as an observer and caught up", w_observes, remove_w)
+    s.step("the removal committed", answered_ok, lambda: propose(world, node("leader"), b"b-0", b"b-1"))
+    s.step("two voters commit", lambda: {b"b-0", b"b-1"} <= committed_values(world)
+           and node("w").high_watermark >= world.committed_end, add_w)
+    s.step("W added back and a voter", added, leader_dies)
+    s.step("a new leader commits", new_leader, lambda: propose(world, one_leader(world), b"d-0"))
+    s.step("d-0 committed everywhere", lambda: b"d-0" in committed_values(world) and all_caught_up(world))
+    s.run()
+    w = node("w")
+    assert w.is_voter and w.voter_set.directories[r["w"]] == w.directory_id != world.initial_dirs[r["w"]]
+    assert {b"a-0", b"a-1", b"b-0", b"b-1", b"d-0"} <= committed_values(world)
     world.final_checks()
