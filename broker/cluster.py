@@ -52,11 +52,13 @@ from broker.peers import Peers, PeerUnavailable
 from protocol.error_codes import ErrorCode
 from protocol.message import Message
 from protocol.messages import RESPONSES
+from protocol.messages.add_raft_voter import AddRaftVoterRequest, AddRaftVoterResponse
 from protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest, AllocateProducerIdsResponse
 from protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from protocol.messages.broker_registration import BrokerRegistrationRequest, BrokerRegistrationResponse
 from protocol.messages.create_topics import CreateTopicsResponse
 from protocol.messages.elect_leaders import ElectLeadersRequest
+from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest, RemoveRaftVoterResponse
 from replication.controller import AnyTopicConfigs, ControllerConfig, ControllerResult, QuorumController
 from replication.metadata import EMPTY_IMAGE, METADATA_VERSION_FEATURE, MetadataImage
 from replication.quorum_state import QuorumStateStore
@@ -264,6 +266,27 @@ class ClusterNode:
             self._held_fetches.pop(tag, None)
         assert held.response is not None
         return held.response
+
+    async def voter_change(self, request: AddRaftVoterRequest | RemoveRaftVoterRequest) -> Message:
+        """AddRaftVoter/RemoveRaftVoter: the quorum's leader carries it out (answering once the
+        new voter set is committed); another node forwards it to the leader."""
+        raft = self.raft
+        assert raft is not None
+        if raft.is_leader:
+            return await self.raft_request(-1, request)
+        timeout_ms = request.timeout_ms if isinstance(request, AddRaftVoterRequest) and request.timeout_ms > 0 \
+            else self.raft_config.request_timeout_ms
+        leader = raft.leader_id
+        if leader >= 0 and leader != self.node_id:
+            try:
+                return await self.controller_peers.request(leader, request, RESPONSES[request.API_KEY],
+                                                           timeout_ms=timeout_ms + self.raft_config.request_timeout_ms)
+            except PeerUnavailable as e:
+                log.info("voter change: leader %d unavailable: %s", leader, e)
+        message = f"node {self.node_id} does not know a reachable quorum leader"
+        if isinstance(request, AddRaftVoterRequest):
+            return AddRaftVoterResponse(error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=message)
+        return RemoveRaftVoterResponse(error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER, error_message=message)
 
     async def controller_call(self, handle: Callable[[QuorumController], ControllerResult[Any]],
                               not_controller: Callable[[], Message]) -> Message:

@@ -7,6 +7,7 @@ consumer speaking the Kafka protocol through ``broker.client``, and an offline s
     trafka consume --topic T ...        records to stdout, one per line
     trafka dump-log SEGMENT.log         reads the files directly; no broker needed
     trafka cluster describe             the metadata quorum, brokers and fenced brokers
+    trafka cluster remove-voter|add-voter  change the quorum's voters (KIP-853)
     trafka dev-cluster --nodes 3        N real nodes on this machine (broker.devcluster)
 
 Contract: ``run`` returns the exit code: 0 on success, 1 on an error (one line on stderr saying
@@ -26,6 +27,7 @@ import datetime
 import os
 import struct
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, BinaryIO, TextIO
@@ -57,7 +59,9 @@ from broker.client import (
 from broker.config import ConfigSource
 from protocol.error_codes import ErrorCode
 from protocol.errors import ProtocolError
+from protocol.messages.add_raft_voter import AddRaftVoterRequest, AddRaftVoterResponse
 from protocol.messages.describe_quorum import DescribeQuorumRequest, DescribeQuorumResponse
+from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest, RemoveRaftVoterResponse
 from protocol.records import (
     BATCH_LENGTH_MIN,
     BATCH_OVERHEAD_BYTES,
@@ -69,6 +73,7 @@ from protocol.records import (
     TimestampType,
 )
 from replication.raft import METADATA_TOPIC
+from storage.checkpoint import topic_id_from_str, topic_id_to_str
 from storage.index import OFFSET_ENTRY, TIME_ENTRY
 from storage.layout import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, parse_segment_name
 
@@ -186,6 +191,16 @@ def add_commands(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="describe the cluster: metadata quorum, brokers, fenced brokers")
     csub = cluster.add_subparsers(dest="cluster_command", required=True)
     csub.add_parser("describe", parents=[net], help="the quorum's leader, epoch and voters, and every broker")
+    p = csub.add_parser("remove-voter", parents=[net],
+                        help="remove a voter (id and directory id, as describe shows them) from the quorum")
+    p.add_argument("--id", type=int, required=True, help="the voter's node id")
+    p.add_argument("--directory-id", required=True, help="the voter's directory id (as describe shows it)")
+    p = csub.add_parser("add-voter", parents=[net],
+                        help="add a caught-up observer (id and directory id, as describe shows them) as a voter")
+    p.add_argument("--id", type=int, required=True, help="the node id")
+    p.add_argument("--directory-id", required=True, help="its directory id (as describe shows it)")
+    p.add_argument("--endpoint", required=True, metavar="HOST:PORT", help="its controller listener")
+    p.add_argument("--timeout-ms", type=int, default=30_000, help="how long the leader waits for the commit")
 
     from broker import devcluster
 
@@ -205,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
             return trio.run(_topics, args)
         if args.command == "groups":
             return trio.run(_groups, args)
+        if args.command == "cluster" and args.cluster_command in ("remove-voter", "add-voter"):
+            return trio.run(_cluster_voter_change, args, sys.stdout)
         if args.command == "cluster":
             return trio.run(_cluster_describe, args, sys.stdout)
         if args.command == "produce":
@@ -290,10 +307,12 @@ async def _cluster_describe(args: argparse.Namespace, out: TextIO) -> int:
             for kind, replicas in (("voter", part.current_voters), ("observer", part.observers)):
                 for r in replicas:
                     (voters if kind == "voter" else observers).append(r.replica_id)
-                    rows.append([str(r.replica_id), kind, str(r.log_end_offset),
+                    directory = "-" if r.replica_directory_id.int == 0 else topic_id_to_str(r.replica_directory_id)
+                    rows.append([str(r.replica_id), kind, directory, str(r.log_end_offset),
                                  str(max(part.high_watermark - r.log_end_offset, 0)),
                                  _ms_ago(r.last_fetch_timestamp), _ms_ago(r.last_caught_up_timestamp)])
-            for line in _table(["NODE", "ROLE", "LOG-END-OFFSET", "LAG", "LAST-FETCH", "LAST-CAUGHT-UP"], rows):
+            for line in _table(["NODE", "ROLE", "DIRECTORY-ID", "LOG-END-OFFSET", "LAG", "LAST-FETCH",
+                                "LAST-CAUGHT-UP"], rows):
                 print(line, file=out)
         rows = [[str(b.node_id), f"{b.host}:{b.port}", b.rack or "-", "active"]
                 for b in sorted(md.brokers.values(), key=lambda b: b.node_id)]
@@ -302,6 +321,42 @@ async def _cluster_describe(args: argparse.Namespace, out: TextIO) -> int:
         print("Brokers:", file=out)
         for line in _table(["ID", "ADDRESS", "RACK", "STATUS"], rows):
             print(line, file=out)
+    return EXIT_OK
+
+
+def _directory_id(text: str) -> uuid.UUID:
+    """A directory id as Kafka prints it (22 characters of base64) or as a hyphenated uuid."""
+    try:
+        return uuid.UUID(text) if "-" in text and len(text) == 36 else topic_id_from_str(text)
+    except ValueError:
+        raise ToolError(f"--directory-id {text!r} is not a directory id") from None
+
+
+async def _cluster_voter_change(args: argparse.Namespace, out: TextIO) -> int:
+    """``trafka cluster remove-voter|add-voter``: Kafka's ``kafka-metadata-quorum
+    remove-controller|add-controller``, one voter change at a time (RemoveRaftVoter/AddRaftVoter,
+    answered by the quorum's leader once the new voter set is committed)."""
+    directory = _directory_id(args.directory_id)
+    request: RemoveRaftVoterRequest | AddRaftVoterRequest
+    response_type: type[RemoveRaftVoterResponse] | type[AddRaftVoterResponse]
+    if args.cluster_command == "remove-voter":
+        request = RemoveRaftVoterRequest(voter_id=args.id, voter_directory_id=directory)
+        response_type = RemoveRaftVoterResponse
+    else:
+        host, sep, port = args.endpoint.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ToolError(f"--endpoint {args.endpoint!r} is not HOST:PORT")
+        request = AddRaftVoterRequest(timeout_ms=args.timeout_ms, voter_id=args.id, voter_directory_id=directory,
+                                      listeners=[AddRaftVoterRequest.Listener(name="CONTROLLER", host=host,
+                                                                              port=int(port))])
+        response_type = AddRaftVoterResponse
+    async with _client(args) as client:
+        conn = await client.any_connection()
+        resp = await conn.request(request, response_type)
+    if resp.error_code != ErrorCode.NONE:
+        raise ToolError(f"{ErrorCode(resp.error_code).name}: {resp.error_message or ''}".rstrip(": "))
+    verb = "Removed" if args.cluster_command == "remove-voter" else "Added"
+    print(f"{verb} voter {args.id} (directory {topic_id_to_str(directory)}).", file=out)
     return EXIT_OK
 
 

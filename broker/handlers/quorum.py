@@ -1,5 +1,7 @@
 """The KRaft APIs between nodes: the metadata quorum's (Vote, BeginQuorumEpoch, EndQuorumEpoch,
-DescribeQuorum, FetchSnapshot; its Fetch goes through ``broker.handlers.fetch``) and the
+DescribeQuorum, FetchSnapshot; its Fetch goes through ``broker.handlers.fetch``), the voter
+changes an admin client asks for (AddRaftVoter, RemoveRaftVoter: carried out by the quorum's
+leader, to which another node forwards them), and the
 controller's (BrokerRegistration, BrokerHeartbeat, UnregisterBroker, AlterPartition,
 AllocateProducerIds), and the admin requests only a cluster can carry out (ElectLeaders,
 AlterPartitionReassignments, ListPartitionReassignments).
@@ -20,6 +22,7 @@ from broker.dispatch import RequestContext, error_response, route
 from protocol.error_codes import ErrorCode
 from protocol.message import Message
 from protocol.messages import ApiKey
+from protocol.messages.add_raft_voter import AddRaftVoterRequest
 from protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest
 from protocol.messages.alter_partition import AlterPartitionRequest
 from protocol.messages.alter_partition_reassignments import AlterPartitionReassignmentsRequest
@@ -34,6 +37,7 @@ from protocol.messages.list_partition_reassignments import (
     ListPartitionReassignmentsRequest,
     ListPartitionReassignmentsResponse,
 )
+from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest
 from protocol.messages.unregister_broker import UnregisterBrokerRequest
 from protocol.messages.vote import VoteRequest
 from replication.controller import QuorumController
@@ -78,6 +82,23 @@ async def describe_quorum(ctx: RequestContext, req: DescribeQuorumRequest) -> Me
 @route(ApiKey.FETCH_SNAPSHOT, 0, 1)
 async def fetch_snapshot(ctx: RequestContext, req: FetchSnapshotRequest) -> Message:
     return await _quorum(ctx, req, req.replica_id)
+
+
+async def _voter_change(ctx: RequestContext, request: AddRaftVoterRequest | RemoveRaftVoterRequest) -> Message:
+    node = _cluster(ctx)
+    if node is None or node.raft is None:
+        return error_response(request.API_KEY, ctx.api_version, ErrorCode.INVALID_REQUEST)
+    return await node.voter_change(request)
+
+
+@route(ApiKey.ADD_RAFT_VOTER, 0, 0)
+async def add_raft_voter(ctx: RequestContext, req: AddRaftVoterRequest) -> Message:
+    return await _voter_change(ctx, req)
+
+
+@route(ApiKey.REMOVE_RAFT_VOTER, 0, 0)
+async def remove_raft_voter(ctx: RequestContext, req: RemoveRaftVoterRequest) -> Message:
+    return await _voter_change(ctx, req)
 
 
 async def _controller(ctx: RequestContext, request: Message,
