@@ -14,8 +14,8 @@ sleeping, or raising for what a peer sent. Time comes in as ``now_ms``; randomne
 timeouts, backoff, which voter an observer asks) from an injected ``random.Random``-like source.
 
 Interface. ``handle_request(now_ms, source, correlation_id, request)`` answers a Vote,
-BeginQuorumEpoch, EndQuorumEpoch, Fetch, DescribeQuorum or FetchSnapshot request (the generated
-classes of ``protocol.messages``) with a response, or with None when a Fetch is *parked*: the
+BeginQuorumEpoch, EndQuorumEpoch, Fetch, DescribeQuorum, FetchSnapshot, AddRaftVoter or
+RemoveRaftVoter request (the generated classes of ``protocol.messages``) with a response, or with None when a Fetch is *parked*: the
 leader holds a fetch that finds no new data until data arrives, the high watermark moves or the
 fetch's wait ends, and then answers it as a ``SendResponse`` effect. ``handle_response(now_ms,
 source, correlation_id, response)`` takes the answer to a request this node sent; answers that do
@@ -93,6 +93,24 @@ Theory of operation.
   fully to it, snapshots below the log start are deleted, and the latest snapshot's end is the
   high watermark; a log that starts above zero with no snapshot covering it cannot be replayed
   and is refused (``SnapshotError``), as Kafka refuses it.
+* Voter set (KIP-853, ``replication.voters``). The node uses the latest ``VotersRecord`` of its
+  log, committed or not (Kafka's rule); a truncation that removes it brings back the previous
+  one; a snapshot carries the one in force at its end; with none in the log, the static set
+  given to the constructor. A leader records directory ids into it (``_maybe_bind``): once the
+  high watermark of its epoch is known and the last voter set in the log is committed, it
+  appends a set that binds one unbound voter, its own directory first (after a
+  ``KRaftVersionRecord`` of 1), then a voter whose fetch with its directory id matched the log up
+  to the high watermark within ``fetch_timeout_ms``. Safe because a binding changes no id (the
+  majorities keep their sizes) and only narrows which directory counts, so every quorum of the
+  new set is one of the old set; and the directory bound holds the committed log. Once a voter
+  is bound, an empty disk (a new directory id) of it is refused as candidate and as voter
+  (INCONSISTENT_VOTER_SET, INVALID_VOTER_KEY) and counted as an observer. Before its binding
+  reaches a candidate's log, that candidate asks it with the zero directory id and the empty disk
+  may grant (kraft.version 0's hole, docs/replication.md). AddRaftVoter/RemoveRaftVoter
+  (``_on_voter_change_request``): Kafka's checks and error codes, one change at a time, each
+  only once the previous one and a record of the leader's epoch are committed, the new set in
+  force at once and the answer sent once it is committed; a leader that removed itself stops
+  counting itself and resigns once that is committed.
 * Requests: at most one in flight per destination; a request unanswered after
   ``request_timeout_ms`` is forgotten and the destination backs off ``retry_backoff_ms``. Every
   change of role forgets what is in flight, so a late answer to an older role is ignored.
@@ -103,9 +121,8 @@ KIP-996's pre-vote flag is a field of VoteRequest v2, which the schemas vendored
 do not have yet; until they do, a pre-vote is marked by a Trafka-private tagged field
 (``PRE_VOTE_TAG``) on the partition, which Kafka's codecs keep and ignore.
 
-Not built: dynamic voter changes (KIP-853's AddRaftVoter/RemoveRaftVoter, and so the voter set in
-snapshots: ``KRaftVersion``/``KRaftVoters`` records are skipped when read, never written), the
-bootstrap snapshot (``0-0.checkpoint``), the append linger (each proposal is one batch, appended
+Not built: UpdateRaftVoter, auto-join, the ApiVersions check of a new voter, the bootstrap
+snapshot (``0-0.checkpoint``) and formatting without the static voter set, the append linger (each proposal is one batch, appended
 at once). Snapshot files are written, read and deleted synchronously (Kafka deletes
 asynchronously after ``file.delete.delay.ms``). Single-threaded.
 """
