@@ -340,13 +340,14 @@ async def _cluster_voter_change(args: argparse.Namespace, out: TextIO) -> int:
     request: RemoveRaftVoterRequest | AddRaftVoterRequest
     response_type: type[RemoveRaftVoterResponse] | type[AddRaftVoterResponse]
     if args.cluster_command == "remove-voter":
-        request = RemoveRaftVoterRequest(voter_id=args.id, voter_directory_id=directory)
+        request = RemoveRaftVoterRequest(cluster_id=None, voter_id=args.id, voter_directory_id=directory)
         response_type = RemoveRaftVoterResponse
     else:
         host, sep, port = args.endpoint.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ToolError(f"--endpoint {args.endpoint!r} is not HOST:PORT")
-        request = AddRaftVoterRequest(timeout_ms=args.timeout_ms, voter_id=args.id, voter_directory_id=directory,
+        request = AddRaftVoterRequest(cluster_id=None, timeout_ms=args.timeout_ms, voter_id=args.id,
+                                      voter_directory_id=directory,
                                       listeners=[AddRaftVoterRequest.Listener(name="CONTROLLER", host=host,
                                                                               port=int(port))])
         response_type = AddRaftVoterResponse
