@@ -410,7 +410,7 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
            note="Kafka's empty default means ZooKeeper mode, which Trafka does not have; Trafka's default "
                 "is a combined node that is its own controller."),
         _k("broker.rack", _S, None, _MED, "Rack or availability zone of this broker, for rack-aware replica "
-           "placement."),
+           "placement and, with replica.selector.class, for consumers in the same rack to fetch from it."),
         _k("initial.broker.registration.timeout.ms", _I, 60000, _MED, "How long a starting broker waits for "
            "the controller to accept its registration."),
         _k("broker.heartbeat.interval.ms", _I, 2000, _MED, "Time between a broker's heartbeats to the "
