@@ -44,6 +44,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
 
+from replication.read_replica import (
+    RACK_AWARE_REPLICA_SELECTOR,
+    REPLICA_SELECTOR_CLASS_KEY,
+    REPLICA_SELECTORS,
+    replica_selector_error,
+)
 from storage.config import LogConfig, LogDirConfig
 
 INT_MIN = -(1 << 31)
@@ -294,6 +300,11 @@ def _only_empty(value: object) -> str | None:
     return None if value == "" else "Trafka has no authorizer yet, so none can be named"
 
 
+def _replica_selector(value: object) -> str | None:
+    assert isinstance(value, str)
+    return replica_selector_error(value)
+
+
 def _no_classes(value: object) -> str | None:
     return None if value == () else "Trafka cannot load Java plugins"
 
@@ -399,7 +410,7 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
            note="Kafka's empty default means ZooKeeper mode, which Trafka does not have; Trafka's default "
                 "is a combined node that is its own controller."),
         _k("broker.rack", _S, None, _MED, "Rack or availability zone of this broker, for rack-aware replica "
-           "placement."),
+           "placement and, with replica.selector.class, for consumers in the same rack to fetch from it."),
         _k("initial.broker.registration.timeout.ms", _I, 60000, _MED, "How long a starting broker waits for "
            "the controller to accept its registration."),
         _k("broker.heartbeat.interval.ms", _I, 2000, _MED, "Time between a broker's heartbeats to the "
@@ -636,6 +647,13 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
            "checked.", _AT_LEAST_1),
         _k("replica.lag.time.max.ms", _L, 30000, _HIGH, "A follower that has not caught up for this long "
            "is removed from the ISR."),
+        _k(REPLICA_SELECTOR_CLASS_KEY, _S, None, _MED, "The replica a partition's leader tells a consumer "
+           "to fetch from (KIP-392); unset, consumers fetch from leaders. "
+           f"{RACK_AWARE_REPLICA_SELECTOR} names a follower in the consumer's client.rack when there is one "
+           "that is in sync and holds the fetch offset.",
+           Check(_replica_selector, f"[null, {', '.join(REPLICA_SELECTORS)}]"),
+           note="Kafka loads the named Java class; Trafka accepts only the name of Kafka's built-in "
+                "rack-aware selector, and refuses any other at startup."),
         _k("replica.fetch.max.bytes", _I, 1048576, _MED, "Bytes a follower asks for per partition.",
            _AT_LEAST_0),
         _k("replica.fetch.response.max.bytes", _I, 10485760, _MED, "Bytes a follower asks for per fetch.",

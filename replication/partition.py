@@ -125,6 +125,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocol.error_codes import ErrorCode
+from replication.read_replica import FollowerState
 from storage.log import AppendInfo, AppendRejected, FileSlice, PartitionLog
 
 NO_LEADER = -1
@@ -484,6 +485,16 @@ class Partition:
         """The leader's record of a follower's log end offset (-1 unknown)."""
         p = self._progress.get(replica_id)
         return p.log_end_offset if p is not None else UNKNOWN_OFFSET
+
+    def follower_states(self) -> tuple[FollowerState, ...]:
+        """As leader, what it knows of each follower from their fetches, in replica order (for
+        choosing a consumer's preferred read replica, ``replication.read_replica``); empty
+        otherwise."""
+        if self._role is not Role.LEADER:
+            return ()
+        return tuple(FollowerState(broker_id=r, in_sync=r in self._isr, log_start_offset=p.log_start_offset,
+                                   log_end_offset=p.log_end_offset, last_caught_up_time_ms=p.last_caught_up_time_ms)
+                     for r in self._replicas if (p := self._progress.get(r)) is not None)
 
     def take_effects(self) -> list[Effect]:
         """Every effect produced since the last call, oldest first."""
