@@ -12,7 +12,6 @@ unsynced byte (``SimFileSystem.crash``), nothing acknowledged (or shown to a con
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 import trio
 from broker_testkit import (
@@ -36,9 +35,6 @@ from protocol.messages.init_producer_id import InitProducerIdRequest
 from protocol.messages.list_offsets import ListOffsetsRequest
 from protocol.messages.metadata import MetadataRequest
 from storage.fs import OsFileSystem, SimFileSystem
-
-if TYPE_CHECKING:
-    from broker.core import Broker
 
 E = ErrorCode
 TIMEOUT_S = 30
@@ -328,56 +324,3 @@ async def test_a_retried_duplicate_is_acknowledged_only_once_durable(autojump_cl
     survived = b2.partition("d", 0).log.log_end_offset
     assert not acked or survived == 1, "the retry was acknowledged, then the crash lost the record"
 
-
-def test_a_cluster_node_offers_the_epoch_of_its_clean_shutdown_at_registration() -> None:
-    """KIP-966's unclean-shutdown detection, broker side: a clean close writes this life's broker
-    epoch into the clean-shutdown marker, and the next life registers with it as
-    PreviousBrokerEpoch; a life that died without closing leaves none, so the next offers -1 (and
-    so does a life that never registered)."""
-    fs = SimFileSystem()
-    cluster = ["node.id=1", "process.roles=broker,controller", "controller.quorum.voters=1@127.0.0.1:19093",
-               "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:19093"]
-
-    def start() -> Broker:
-        return make_broker(fs, overrides=cluster, now_ms=lambda: 1_000)
-
-    b = start()
-    assert b.cluster is not None and b.cluster._registration().previous_broker_epoch == -1
-    b.cluster.broker_epoch = 41  # as if the controller had answered its registration
-    b.close()
-    b = start()
-    assert b.cluster is not None
-    reg = b.cluster._registration()
-    assert reg.previous_broker_epoch == 41
-    assert {(f.name, f.min_supported_version, f.max_supported_version) for f in reg.features} >= {
-        ("eligible.leader.replicas.version", 0, 1)}
-    # This life dies without closing (kill -9): the next one has no marker to show.
-    fs.sync_filesystem("/")
-    b = start()
-    assert b.cluster is not None and b.cluster._registration().previous_broker_epoch == -1
-    b.close()  # never registered: it vouches for nothing
-    b = start()
-    assert b.cluster is not None and b.cluster._registration().previous_broker_epoch == -1
-
-
-def test_a_cluster_node_takes_the_default_min_isr_from_the_metadata() -> None:
-    """With ELR the controller keeps the cluster-level min.insync.replicas in the metadata log, and
-    a leader's high watermark rule must use the value the controller's ELR rule uses: the log's
-    wins over the broker's own setting, and a topic override over both."""
-    from replication.records import ConfigRecord, PartitionRecord, TopicRecord
-
-    cluster = ["node.id=1", "process.roles=broker,controller", "controller.quorum.voters=1@127.0.0.1:19093",
-               "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:19093", "min.insync.replicas=1"]
-    b = make_broker(SimFileSystem(), overrides=cluster, now_ms=lambda: 1_000)
-    assert b.cluster is not None
-    assert b.min_insync_replicas("t") == 1
-    topic_id = b.new_uuid()
-    image = b.cluster.image.apply([TopicRecord("t", topic_id),
-                                   PartitionRecord(topic_id=topic_id, partition_id=0, replicas=(1,), isr=(1,), leader=1),
-                                   ConfigRecord(4, "", "min.insync.replicas", "2")], base_offset=0)
-    b.cluster.image = image
-    b.topics.sync_from_image(image)
-    assert b.min_insync_replicas("t") == 2
-    b.cluster.image = image.apply([ConfigRecord(2, "t", "min.insync.replicas", "3")], base_offset=3)
-    b.topics.sync_from_image(b.cluster.image)
-    assert b.min_insync_replicas("t") == 3
