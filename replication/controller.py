@@ -5,8 +5,9 @@ What it owns. The rules of Kafka's ``QuorumController`` (``ClusterControlManager
 metadata image of ``replication.metadata``: broker registration and heartbeats (fencing,
 unfencing, controlled shutdown, session expiry), topic creation and deletion with rack-aware
 placement (``replication.placement``), partition creation, leader election, ISR changes
-requested by partition leaders (AlterPartition, with KIP-903's broker epochs), reassignments,
-preferred and unclean elections, topic config changes and producer id blocks. It never touches
+requested by partition leaders (AlterPartition, with KIP-903's broker epochs), KIP-966's
+eligible leader replicas and unclean-shutdown detection, reassignments, preferred and unclean
+elections, topic config changes and producer id blocks. It never touches
 the network, the disk, a clock or ambient randomness: time comes in as ``now_ms``, randomness
 (placement starts, topic ids) from an injected source.
 
@@ -30,17 +31,32 @@ append fails, the caller calls ``resign()``: uncommitted writes are forgotten
 (``latest = committed``) and the caller answers their waiting requests with NOT_CONTROLLER.
 Handlers of a standby answer NOT_CONTROLLER at once.
 
-Election rules (Kafka's ``PartitionChangeBuilder`` without ELR; see ``partition_change``).
-A leader is chosen from the ISR among *acceptable* brokers (registered, unfenced, not in
-controlled shutdown): the current leader if it still qualifies, else the first qualifying
-replica in replica order (for a preferred election, the first replica first). A replica outside
-the ISR is chosen only by an unclean election (``unclean.leader.election.enable`` for the topic,
-or ElectLeaders of type UNCLEAN); its ISR becomes just the new leader and its recovery state
-RECOVERING. When no ISR member qualifies and no unclean election is allowed the partition is
-leaderless (leader -1) and the ISR keeps its last member (KIP-966 "last replica standing": an
-ISR is never written empty), who leads again when it comes back. Every leader change bumps the
-leader epoch; so does a reassignment that removes replicas; every change bumps the partition
-epoch. ISR shrinks and expansions alone do not bump the leader epoch (Kafka 3.6+).
+Election rules (Kafka's ``PartitionChangeBuilder``; see ``partition_change``). A leader is
+chosen from the ISR among *acceptable* brokers (registered, unfenced, not in controlled
+shutdown): the current leader if it still qualifies, else the first qualifying replica in replica
+order (for a preferred election, the first replica first). A replica outside the ISR is chosen
+only by an unclean election (``unclean.leader.election.enable`` for the topic, or ElectLeaders of
+type UNCLEAN); its ISR becomes just the new leader and its recovery state RECOVERING. Every
+leader change bumps the leader epoch; so does a reassignment that removes replicas; every change
+bumps the partition epoch. ISR shrinks and expansions alone do not bump the leader epoch (Kafka
+3.6+). What happens when no ISR member qualifies depends on the ``eligible.leader.replicas.version``
+feature (KIP-966; ``ControllerConfig.eligible_leader_replicas_version`` is the level a new log
+starts with: 1, Kafka 4.1's default for a new cluster):
+
+* Off (level 0, Kafka 3.9): with no unclean election the partition is leaderless (leader -1) and
+  the ISR keeps its last member ("last replica standing": an ISR is never written empty), who
+  leads again when it comes back, with whatever its log still holds.
+* On: the partition also has an ELR, the replicas that left the ISR while it was below the
+  topic's effective ``min.insync.replicas`` (capped by the replica count). The leader's high
+  watermark does not move while the ISR is below the minimum (``replication.partition``), so
+  each of them holds everything committed. A replica leaving the ISR joins the ELR if the ISR
+  it leaves is below the minimum; an ISR at or above it empties the ELR; ISR and ELR never
+  overlap; a fenced ELR member stays in the ELR. The ISR may now be written empty. With the ISR
+  empty, an acceptable ELR member is elected and becomes the ISR. The last leader of a partition
+  whose ISR emptied is kept as its last known ELR; with ISR and ELR both empty it is elected once
+  acceptable again (an unclean election, RECOVERING: Kafka's last resort, even with unclean
+  election off) and forgotten when the partition has a leader. An unclean election happens only
+  when no ISR or ELR member is acceptable, and clears the ELR.
 
 Broker lifecycle. A registration's broker epoch is the offset of its ``RegisterBrokerRecord``.
 A broker registers fenced and is unfenced by a heartbeat once its metadata offset has reached
@@ -48,25 +64,42 @@ that record. ``tick(now_ms)`` fences every unfenced broker whose last heartbeat 
 ``broker.session.timeout.ms`` old: it leaves every ISR and its partitions elect new leaders. A
 heartbeat asking for shutdown puts the broker in controlled shutdown (out of every ISR, its
 leaderships moved) and is granted SHUTDOWN_NOW once it leads nothing and every active broker has
-caught up with that change. A new incarnation of a registered broker (a restarted process, which
-may have lost its log) is taken out of every ISR before it is registered again; a different
-incarnation while the current one holds a live session is DUPLICATE_BROKER_REGISTRATION, and a
-stale incarnation's heartbeats and AlterPartitions carry an old broker epoch and get
-STALE_BROKER_EPOCH.
+caught up with that change. A new incarnation of a broker (a restarted process, which may have
+lost its log) is taken out of every ISR before it is registered again. It shut down cleanly only
+if its BrokerRegistration's PreviousBrokerEpoch (v3+; -1 otherwise, or after a crash: the broker
+takes it from its clean-shutdown marker) equals the epoch the log has for it; after an unclean
+shutdown, with ELR on, it leaves every ELR too and is acceptable as leader of none of the
+partitions it is taken out of (Kafka's handleBrokerShutdown). A different incarnation while the
+current one holds a live session is DUPLICATE_BROKER_REGISTRATION, and a stale incarnation's
+heartbeats and AlterPartitions carry an old broker epoch and get STALE_BROKER_EPOCH.
 
-Deviations from Kafka 3.9, on purpose: AlterPartition from a broker that is not the partition's
-leader is answered NOT_LEADER_OR_FOLLOWER (Kafka answers INVALID_REQUEST); a new incarnation of a
-broker is always taken out of the ISRs (Kafka does it only with ELR enabled); broker
-(non-topic) configs are static (IncrementalAlterConfigs on a broker is INVALID_REQUEST, as in the
-single-node broker); registration checks only the finalized features a broker lists. Not
-modelled: ELR (KIP-966's eligible leader replicas: fields kept, never set), log directories
-(KIP-858), quotas, authorization, create-topic policies, automatic preferred-leader balancing
-(ElectLeaders does it on request), delegation tokens, ACLs, SCRAM.
+The minimum ISR. Leaders and controller must use the same ``min.insync.replicas`` or the ELR is
+unsafe, so with ELR on the cluster-level default lives in the log, as Kafka's does: a ConfigRecord
+on the broker resource named "", written by the active controller from its own setting whenever
+the log's differs (brokers read it from the image, ``broker.core``); a topic override wins. A
+change, of either, rebuilds the ELR of the partitions concerned against the new minimum: a
+partition now at or above it loses its ELR; one still below keeps it, since its high watermark
+has not moved since those replicas left. (Kafka 4.x clears every ELR concerned, ClearElrRecord.)
+
+Deviations from Kafka 4.1, on purpose: AlterPartition from a broker that is not the partition's
+leader is answered NOT_LEADER_OR_FOLLOWER (Kafka answers INVALID_REQUEST); broker (non-topic)
+configs are static (IncrementalAlterConfigs on a broker is INVALID_REQUEST, as in the single-node
+broker), so the cluster-level min.insync.replicas follows the active controller's setting;
+registration checks only the finalized features a broker lists; metadata.version stays 3.9-IV0
+(Kafka makes eligible.leader.replicas.version 1 depend on 4.0-IV1; the records it needs are in
+3.9's); a min.insync.replicas change rebuilds ELRs rather than clearing them (above); the ELR is
+kept within the partition's replicas; the last known leader is never -1, and is cleared, with the
+ELR, by a change made while ELR is off; UpdateFeatures is not served, so the ELR level of an
+existing log does not change. Not modelled: log directories (KIP-858), quotas, authorization,
+create-topic policies, automatic preferred-leader balancing (``broker.cluster`` asks ElectLeaders
+for it), delegation tokens, ACLs, SCRAM; KIP-966's "unclean recovery" (elections
+from the replicas' logs) is not in Kafka either.
 
 Bounds. A user request writes at most ``records_per_write_max`` records (Kafka's 10000);
-CreateTopics and CreatePartitions refuse what would exceed it. Fencing, unfencing and a new
-incarnation look at every partition (linear in partitions; Kafka keeps an index). Sessions: one
-per registered broker. Single-threaded; no method blocks.
+CreateTopics and CreatePartitions refuse what would exceed it. Fencing, unfencing, a new
+incarnation and a min.insync.replicas change look at every partition (linear in partitions;
+Kafka keeps indexes of ISR and ELR members). Sessions: one per registered broker.
+Single-threaded; no method blocks.
 """
 
 from __future__ import annotations
@@ -101,6 +134,7 @@ from protocol.messages.list_partition_reassignments import (
     ListPartitionReassignmentsResponse,
 )
 from protocol.messages.unregister_broker import UnregisterBrokerRequest, UnregisterBrokerResponse
+from protocol.messages.update_features import UpdateFeaturesRequest, UpdateFeaturesResponse
 from replication.metadata import (
     CLUSTER_DEFAULT,
     ELR_VERSION_FEATURE,
@@ -148,6 +182,8 @@ MIN_ISR_KEY = "min.insync.replicas"
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 # ElectLeaders election types.
 ELECTION_PREFERRED, ELECTION_UNCLEAN = 0, 1
+# UpdateFeatures upgrade types (v1+; v0's AllowDowngrade means SAFE_DOWNGRADE).
+UPGRADE, SAFE_DOWNGRADE, UNSAFE_DOWNGRADE = 1, 2, 3
 # DescribeConfigs' DYNAMIC_TOPIC_CONFIG source.
 _SOURCE_TOPIC = 1
 
@@ -487,10 +523,7 @@ class QuorumController:
             # With ELR the leaders and this controller must agree on every topic's minimum ISR,
             # so the default lives in the log (Kafka's cluster-level min.insync.replicas), set from
             # this controller's own setting; a change re-evaluates every ELR.
-            wanted = str(self.config.min_insync_replicas)
-            if w.delta.cluster_config(MIN_ISR_KEY) != wanted:
-                w.add(ConfigRecord(RESOURCE_BROKER, CLUSTER_DEFAULT, MIN_ISR_KEY, wanted))
-                self._reevaluate_elr(w, None)
+            self._sync_min_isr_default(w)
         return self._finish(w, None)
 
     def resign(self) -> None:
@@ -1174,6 +1207,86 @@ class QuorumController:
         if old.get(MIN_ISR_KEY) != normalised.get(MIN_ISR_KEY):
             self._reevaluate_elr(w, res.resource_name)
         return ErrorCode.NONE, None
+
+    def handle_update_features(self, req: UpdateFeaturesRequest, *,
+                               version: int) -> ControllerResult[UpdateFeaturesResponse]:
+        """UpdateFeatures (kafka-features upgrade/downgrade), for ``eligible.leader.replicas.version``
+        only, with Kafka's FeatureControlManager checks: a level this controller and every
+        registered broker support (a broker that does not list the feature supports 0 only), a
+        downgrade only with a downgrade type, all or nothing, the first problem as the top-level
+        error. Turning ELR on writes the cluster-level min.insync.replicas (``become_active``);
+        turning it off (``_disable_elr``) gives each partition back an ISR Kafka 3.9's rules can
+        elect from."""
+        def answer(code: ErrorCode, message: str | None = None) -> UpdateFeaturesResponse:
+            results = [] if code is not ErrorCode.NONE else [
+                UpdateFeaturesResponse.UpdatableFeatureResult(feature=u.feature, error_message=None)
+                for u in req.feature_updates]
+            return UpdateFeaturesResponse(error_code=code, error_message=message, results=results)
+
+        if not self._active:
+            return self._answer(answer(ErrorCode.NOT_CONTROLLER))
+        names = [u.feature for u in req.feature_updates]
+        if len(set(names)) != len(names):
+            return self._answer(answer(ErrorCode.INVALID_REQUEST, "a feature appears more than once"))
+        w = self._write()
+        for u in req.feature_updates:
+            upgrade = u.upgrade_type if version >= 1 else (SAFE_DOWNGRADE if u.allow_downgrade else UPGRADE)
+            problem = self._feature_update_error(u.feature, u.max_version_level, upgrade)
+            if problem is not None:
+                return self._answer(answer(ErrorCode.INVALID_UPDATE_VERSION,
+                                           f"Invalid update version {u.max_version_level} for feature "
+                                           f"{u.feature}. {problem}"))
+            if not req.validate_only and u.max_version_level != w.delta.feature_level(u.feature):
+                w.add(FeatureLevelRecord(u.feature, u.max_version_level))
+                if u.max_version_level >= 1:
+                    self._sync_min_isr_default(w)
+                else:
+                    self._disable_elr(w)
+        return self._finish(w, answer(ErrorCode.NONE))
+
+    def _feature_update_error(self, name: str, level: int, upgrade: int) -> str | None:
+        if upgrade not in (UPGRADE, SAFE_DOWNGRADE, UNSAFE_DOWNGRADE):
+            return "The controller does not support the given upgrade type."
+        if name != ELR_VERSION_FEATURE:
+            return f"This controller does not change {name}; it changes {ELR_VERSION_FEATURE} only."
+        if level < 0:
+            return "A feature version cannot be less than 0."
+        if level > ELR_VERSION_LEVEL_MAX:
+            return f"The controller supports levels 0-{ELR_VERSION_LEVEL_MAX} of it."
+        for b in sorted(self._latest.brokers.values(), key=lambda b: b.broker_id):
+            supported = next((f for f in b.features if f.name == name), None)
+            lo, hi = (supported.min_supported_version, supported.max_supported_version) if supported else (0, 0)
+            if not lo <= level <= hi:
+                return f"Broker {b.broker_id} only supports versions {lo}-{hi}"
+        current = self._latest.feature_level(name)
+        if level < current and upgrade == UPGRADE:
+            return "Can't downgrade the version of this feature without setting the upgrade type to either " \
+                   "safe or unsafe downgrade."
+        if level > current and upgrade != UPGRADE:
+            return "Can't downgrade to a newer version."
+        return None
+
+    def _sync_min_isr_default(self, w: _Write) -> None:
+        """With ELR on, the log's cluster-level min.insync.replicas is this controller's setting;
+        writing a different one rebuilds every ELR against it."""
+        wanted = str(self.config.min_insync_replicas)
+        if w.delta.cluster_config(MIN_ISR_KEY) != wanted:
+            w.add(ConfigRecord(RESOURCE_BROKER, CLUSTER_DEFAULT, MIN_ISR_KEY, wanted))
+            self._reevaluate_elr(w, None)
+
+    def _disable_elr(self, w: _Write) -> None:
+        """ELR was just turned off: every partition drops its ELR fields, and one whose ISR is
+        empty gets back the ISR Kafka 3.9 would have kept -- its ELR (each member holds everything
+        committed), else its last known leader (the last ISR member) -- then elects as usual."""
+        for view in self._latest.partitions():
+            part = w.delta.partition(view.topic_id, view.partition_id)
+            if part is None or (part.isr and not part.elr and not part.last_known_elr):
+                continue
+            isr = part.isr or part.elr or part.last_known_elr
+            change = self._change(w, view.topic_name, view.topic_id, view.partition_id, part,
+                                  acceptable=w.delta.is_active, target_isr=isr)
+            if change is not None:
+                w.add(change)
 
     def handle_allocate_producer_ids(
             self, req: AllocateProducerIdsRequest) -> ControllerResult[AllocateProducerIdsResponse]:

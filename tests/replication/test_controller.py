@@ -36,6 +36,7 @@ from protocol.messages.elect_leaders import ElectLeadersRequest
 from protocol.messages.incremental_alter_configs import IncrementalAlterConfigsRequest
 from protocol.messages.list_partition_reassignments import ListPartitionReassignmentsRequest
 from protocol.messages.unregister_broker import UnregisterBrokerRequest
+from protocol.messages.update_features import UpdateFeaturesRequest
 from replication.controller import (
     AnyTopicConfigs,
     ControllerConfig,
@@ -1059,6 +1060,81 @@ def test_a_controller_with_another_min_isr_re_evaluates_every_elr() -> None:
     again = QuorumController(ControllerConfig(cluster_id=CLUSTER_ID, min_insync_replicas=3), rng=random.Random(3))
     again.handle_commit(base_offset=0, records=cluster.log)
     assert again.become_active(next_write_offset=len(cluster.log), now_ms=cluster.now).records == ()
+
+
+def update_features(cluster: Cluster, level: int, *, upgrade_type: int = 1, version: int = 2,
+                    feature: str = "eligible.leader.replicas.version", validate_only: bool = False
+                    ) -> tuple[int, str | None, list[MetadataRecord]]:
+    start = len(cluster.log)
+    req = UpdateFeaturesRequest(feature_updates=[UpdateFeaturesRequest.FeatureUpdateKey(
+        feature=feature, max_version_level=level, upgrade_type=upgrade_type if version >= 1 else 1,
+        allow_downgrade=upgrade_type != 1 and version == 0)], validate_only=validate_only)
+    resp = cluster.run(cluster.c.handle_update_features(req, version=version))
+    roundtrip(resp, range(3))
+    return resp.error_code, resp.error_message, cluster.log[start:]
+
+
+def test_turning_elr_off_gives_every_partition_an_isr_kafka_3_9_can_elect_from() -> None:
+    """kafka-features downgrade --feature eligible.leader.replicas.version=0: a partition whose ISR
+    emptied gets its ELR as its ISR (each member holds everything committed), the ELR fields go,
+    and from then on the controller behaves as Kafka 3.9's."""
+    cluster = elr_cluster(min_isr=2)
+    cluster.create("u", assignments={0: [1, 2, 3]})
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    cluster.alter_isr(1, "u", 0, [1])
+    cluster.heartbeat(2, want_fence=True)
+    cluster.heartbeat(1, want_fence=True)
+    assert (cluster.part("t").isr, cluster.part("t").elr, cluster.part("t").leader) == ((), (1, 2), NO_LEADER)
+    assert (cluster.part("u").isr, cluster.part("u").elr, cluster.part("u").leader) == ((3,), (1, 2), 3)
+    code, message, _ = update_features(cluster, 0)  # a downgrade needs a downgrade type
+    assert code == ErrorCode.INVALID_UPDATE_VERSION and "downgrade" in (message or "")
+    code, _, written = update_features(cluster, 0, upgrade_type=2)
+    assert code == ErrorCode.NONE and written[0] == FeatureLevelRecord("eligible.leader.replicas.version", 0)
+    assert not cluster.image.elr_enabled
+    t, u = cluster.part("t"), cluster.part("u")
+    assert (t.isr, t.elr, t.last_known_elr, t.leader) == ((1, 2), (), (), NO_LEADER)
+    assert (u.isr, u.elr, u.leader) == ((3,), (), 3)
+    cluster.heartbeat(2)  # an ISR member again: it leads
+    assert cluster.part("t").leader == 2
+    cluster.heartbeat(3, want_fence=True)  # Kafka 3.9's last replica standing
+    assert (cluster.part("u").isr, cluster.part("u").leader) == ((3,), NO_LEADER)
+
+
+def test_turning_elr_on_writes_the_cluster_min_isr_and_needs_every_broker() -> None:
+    cluster = Cluster(config=ControllerConfig(cluster_id=CLUSTER_ID, eligible_leader_replicas_version=0,
+                                              min_insync_replicas=2))
+    elr = ("eligible.leader.replicas.version", 0, 1)
+    for b in (1, 2):
+        cluster.register(b, features=[elr])
+    cluster.register(3)  # lists no such feature: it supports level 0 only
+    for b in (1, 2, 3):
+        cluster.heartbeat(b)
+    code, message, written = update_features(cluster, 1)
+    assert code == ErrorCode.INVALID_UPDATE_VERSION and "Broker 3" in (message or "") and not written
+    cluster.heartbeat(3, want_fence=True)
+    cluster.register(3, incarnation=33, features=[elr])
+    cluster.heartbeat(3)
+    assert update_features(cluster, 1, validate_only=True)[::2] == (ErrorCode.NONE, [])
+    code, _, written = update_features(cluster, 1, version=0)
+    assert code == ErrorCode.NONE
+    assert written == [FeatureLevelRecord("eligible.leader.replicas.version", 1),
+                       ConfigRecord(4, "", "min.insync.replicas", "2")]
+    cluster.create("t", assignments={0: [1, 2, 3]})
+    cluster.alter_isr(1, "t", 0, [1])
+    assert cluster.part("t").elr == (2, 3)
+
+
+@pytest.mark.parametrize("feature, level, upgrade_type", [
+    ("metadata.version", 22, 1),
+    ("kraft.version", 1, 1),
+    ("eligible.leader.replicas.version", 2, 1),
+    ("eligible.leader.replicas.version", -1, 2),
+    ("eligible.leader.replicas.version", 1, 7),
+])
+def test_feature_updates_this_controller_refuses(feature: str, level: int, upgrade_type: int) -> None:
+    cluster = elr_cluster()
+    code, _, written = update_features(cluster, level, upgrade_type=upgrade_type, feature=feature)
+    assert code == ErrorCode.INVALID_UPDATE_VERSION and not written
 
 
 def test_elr_invariants_hold_through_random_faults() -> None:
