@@ -7,9 +7,9 @@ unfencing, controlled shutdown, session expiry), topic creation and deletion wit
 placement (``replication.placement``), partition creation, leader election, ISR changes
 requested by partition leaders (AlterPartition, with KIP-903's broker epochs), KIP-966's
 eligible leader replicas and unclean-shutdown detection, reassignments, preferred and unclean
-elections, topic config changes and producer id blocks. It never touches
-the network, the disk, a clock or ambient randomness: time comes in as ``now_ms``, randomness
-(placement starts, topic ids) from an injected source.
+elections, topic config changes, the ELR feature level (UpdateFeatures) and producer id blocks.
+It never touches the network, the disk, a clock or ambient randomness: time comes in as
+``now_ms``, randomness (placement starts, topic ids) from an injected source.
 
 Theory of operation. The controller keeps two images: ``committed_image``, the replay of every
 record the metadata quorum has committed, and ``latest_image``, that plus the records this
@@ -89,8 +89,9 @@ registration checks only the finalized features a broker lists; metadata.version
 (Kafka makes eligible.leader.replicas.version 1 depend on 4.0-IV1; the records it needs are in
 3.9's); a min.insync.replicas change rebuilds ELRs rather than clearing them (above); the ELR is
 kept within the partition's replicas; the last known leader is never -1, and is cleared, with the
-ELR, by a change made while ELR is off; UpdateFeatures is not served, so the ELR level of an
-existing log does not change. Not modelled: log directories (KIP-858), quotas, authorization,
+ELR, by a change made while ELR is off; UpdateFeatures changes eligible.leader.replicas.version
+only, and turning it off gives each partition whose ISR emptied an ISR again (``_disable_elr``).
+Not modelled: log directories (KIP-858), quotas, authorization,
 create-topic policies, automatic preferred-leader balancing (``broker.cluster`` asks ElectLeaders
 for it), delegation tokens, ACLs, SCRAM; KIP-966's "unclean recovery" (elections
 from the replicas' logs) is not in Kafka either.
