@@ -323,4 +323,3 @@ async def test_a_retried_duplicate_is_acknowledged_only_once_durable(autojump_cl
     b2 = make_broker(fs)
     survived = b2.partition("d", 0).log.log_end_offset
     assert not acked or survived == 1, "the retry was acknowledged, then the crash lost the record"
-
