@@ -57,8 +57,14 @@ from protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHea
 from protocol.messages.broker_registration import BrokerRegistrationRequest, BrokerRegistrationResponse
 from protocol.messages.create_topics import CreateTopicsResponse
 from protocol.messages.elect_leaders import ElectLeadersRequest
-from replication.controller import AnyTopicConfigs, ControllerConfig, ControllerResult, QuorumController
-from replication.metadata import EMPTY_IMAGE, METADATA_VERSION_FEATURE, MetadataImage
+from replication.controller import (
+    ELR_VERSION_LEVEL_MAX,
+    AnyTopicConfigs,
+    ControllerConfig,
+    ControllerResult,
+    QuorumController,
+)
+from replication.metadata import ELR_VERSION_FEATURE, EMPTY_IMAGE, METADATA_VERSION_FEATURE, MetadataImage
 from replication.quorum_state import QuorumStateStore
 from replication.raft import (
     METADATA_PARTITION,
@@ -115,6 +121,8 @@ def controller_config(cfg: BrokerConfig, *, cluster_id: str) -> ControllerConfig
         num_partitions=cfg.num_partitions,
         unclean_leader_election_enable=cfg.unclean_leader_election_enable,
         delete_topic_enable=cfg.delete_topic_enable,
+        min_insync_replicas=cfg.min_insync_replicas,
+        eligible_leader_replicas_version=1 if cfg.get_bool("eligible.leader.replicas.enable") else 0,
     )
 
 
@@ -544,8 +552,12 @@ class ClusterNode:
             listeners=listeners,
             features=[BrokerRegistrationRequest.Feature(name=METADATA_VERSION_FEATURE,
                                                         min_supported_version=METADATA_VERSION_RANGE[0],
-                                                        max_supported_version=METADATA_VERSION_RANGE[1])],
-            rack=b.config.broker_rack, log_dirs=[b.directory_id], previous_broker_epoch=-1)
+                                                        max_supported_version=METADATA_VERSION_RANGE[1]),
+                      BrokerRegistrationRequest.Feature(name=ELR_VERSION_FEATURE, min_supported_version=0,
+                                                        max_supported_version=ELR_VERSION_LEVEL_MAX)],
+            rack=b.config.broker_rack, log_dirs=[b.directory_id],
+            # KIP-966: the epoch this node had when it last shut down cleanly (-1 after a crash).
+            previous_broker_epoch=b.logs.clean_shutdown_broker_epoch if b.logs is not None else -1)
 
     async def _lifecycle_loop(self) -> None:
         interval_s = self.broker.config.get_int("broker.heartbeat.interval.ms") / 1000

@@ -417,8 +417,12 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
            "controller."),
         _k("broker.session.timeout.ms", _I, 9000, _MED, "How long the controller waits for a heartbeat "
            "before it fences a broker."),
-        _k("eligible.leader.replicas.enable", _B, False, _HIGH, "Whether the controller keeps eligible "
-           "leader replicas (KIP-966)."),
+        _k("eligible.leader.replicas.enable", _B, True, _HIGH, "Whether the controller keeps eligible "
+           "leader replicas (KIP-966).", kafka_default="false",
+           note="Kafka 3.7-3.9's switch; Kafka 4 replaced it with the eligible.leader.replicas.version "
+                "feature, on for new clusters from 4.1. Here it is the level a new cluster's metadata log "
+                "starts with (true: 1, false: 0); an existing cluster keeps the level its log has, which "
+                "UpdateFeatures (kafka-features.sh upgrade/downgrade) changes."),
         _k("inter.broker.protocol.version", _S, "3.9-IV0", _MED, "Protocol version brokers speak to one "
            "another.", Check(_metadata_version, "x.y[.z][-IVn]"),
            note="Accepted for compatibility; no effect: in KRaft mode the metadata.version feature decides."),

@@ -51,6 +51,11 @@ Leader rules, and where each comes from
   contribution is its durable offset, not its log end (Trafka's single-node rule: a consumer
   never reads what a crash of the leader could take back); call ``maybe_advance_high_watermark``
   after a flush.
+* A leader the controller elected from the ELR (KIP-966: the ISR had emptied) is applied like
+  any other: its ISR is just itself, so the HW stays where it was (every committed record is in
+  its log: the HW stood still while the ISR was below the minimum) and acks=all is refused until
+  followers holding its HW and leader epoch start bring the ISR back to the minimum. The ELR
+  itself is the controller's; this module never sees it.
 * Follower fetch (KIP-320, KIP-279, KIP-903). The request's current leader epoch, if given,
   must equal ours: older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH; then a non-leader
   answers NOT_LEADER_OR_FOLLOWER with the leader it knows. A replica outside the assignment gets

@@ -118,6 +118,7 @@ DEVIATIONS = {
     "transaction.state.log.replication.factor": ("1", "3"),
     "transaction.state.log.min.isr": ("1", "2"),
     "group.coordinator.rebalance.protocols": ("classic,consumer", "classic"),
+    "eligible.leader.replicas.enable": ("true", "false"),
 }
 
 
