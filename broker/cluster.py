@@ -181,6 +181,7 @@ class ClusterNode:
         self._last_batch: CommittedBatch | None = None  # the last batch replayed into the image
         self.snapshots_loaded: list[SnapshotId] = []
         self._installs_seen = 0  # the Raft node's snapshots_fetched when the image last loaded one
+        self._was_caught_up = False  # caught_up(image) when the image was last published
         self.broker_epoch = -1
         self.fenced = True
         self.incarnation_id = broker.new_uuid()
@@ -423,11 +424,25 @@ class ClusterNode:
             else:
                 still.append((offset, held, response))
         self._controller_replies = still
-        if self.image is not old:
+        caught_up = self.caught_up()
+        if self.image is not old or (caught_up and not self._was_caught_up):
+            # (an unchanged image is published again when this node catches up with the quorum:
+            # the replica manager defers roles until then)
             for callback in self.on_image:
                 callback(old, self.image)
+        self._was_caught_up = caught_up
+        if self.image is not old:
             self._image_changed.set()
             self._image_changed = trio.Event()
+
+    def caught_up(self) -> bool:
+        """Whether the image holds everything the quorum leader last said is committed (every
+        batch below that high watermark, control batches included, has been replayed)."""
+        raft = self.raft
+        if raft is None:
+            return False
+        hw = raft.leader_high_watermark
+        return hw >= 0 and self.cursor.next_offset >= hw
 
     def _load_snapshot(self, snapshot_id: SnapshotId, now: int) -> None:
         """Replace the image with a snapshot's: at a start, or when the Raft node installed one

@@ -577,10 +577,14 @@ class SimClusterNode:
             else:
                 still.append((offset, reply))
         self._controller_replies = still
-        if self.image is not old:
-            self.publish(now_ms)
-            return True
-        return answered
+        roles_before = self.roles_image
+        self.publish(now_ms)  # also an unchanged image, once this node has caught up
+        return self.image is not old or self.roles_image is not roles_before or answered
+
+    def caught_up(self) -> bool:
+        """``ClusterNode.caught_up``."""
+        hw = self.raft.leader_high_watermark
+        return hw >= 0 and self.cursor.next_offset >= hw
 
     def _load_snapshot(self, snapshot_id: SnapshotId, now_ms: int) -> None:
         """``ClusterNode._load_snapshot``."""
@@ -615,6 +619,8 @@ class SimClusterNode:
         ``roles_after_registration`` only once this life has registered and the image has
         reached its registration (Kafka's broker waits for that before it publishes)."""
         if self.settings.roles_after_registration and not (0 <= self.broker_epoch <= self.image.offset):
+            return
+        if not self.caught_up():  # ``ClusterNode.caught_up``, checked by ``ReplicaManager``
             return
         if self.roles_image is not self.image:
             old, self.roles_image = self.roles_image, self.image
