@@ -65,6 +65,10 @@ from protocol.messages.delete_records import DeleteRecordsRequest, DeleteRecords
 from protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
 from protocol.messages.describe_configs import DescribeConfigsRequest, DescribeConfigsResponse
 from protocol.messages.describe_groups import DescribeGroupsRequest, DescribeGroupsResponse
+from protocol.messages.describe_topic_partitions import (
+    DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse,
+)
 from protocol.messages.fetch import FetchRequest, FetchResponse
 from protocol.messages.find_coordinator import FindCoordinatorRequest, FindCoordinatorResponse
 from protocol.messages.incremental_alter_configs import (
@@ -1161,6 +1165,31 @@ class Client:
         self.cluster = ClusterMetadata(fresh.cluster_id, fresh.controller_id, fresh.brokers, merged)
         self._metadata_at_ms = _now_ms()
         return fresh
+
+    async def eligible_leader_replicas(self, topics: Sequence[str]
+                                       ) -> dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]]:
+        """KIP-966's (eligible leader replicas, last known ELR) of every partition of ``topics``, by
+        (topic, partition), from DescribeTopicPartitions (following its cursor; topics with an
+        error are left out). ``UnsupportedVersion`` if the broker does not serve it."""
+        conn = await self.any_connection()
+        version = conn.version(ApiKey.DESCRIBE_TOPIC_PARTITIONS)
+        out: dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        cursor: DescribeTopicPartitionsRequest.Cursor | None = None
+        while True:
+            req = DescribeTopicPartitionsRequest(
+                topics=[DescribeTopicPartitionsRequest.TopicRequest(name=t) for t in topics], cursor=cursor)
+            resp = await conn.request(req, DescribeTopicPartitionsResponse, api_version=version)
+            for t in resp.topics:
+                if t.error_code == ErrorCode.NONE and t.name is not None:
+                    for p in t.partitions:
+                        out[(t.name, p.partition_index)] = (tuple(p.eligible_leader_replicas or ()),
+                                                            tuple(p.last_known_elr or ()))
+            nxt = resp.next_cursor
+            if nxt is None or (cursor is not None and (nxt.topic_name, nxt.partition_index)
+                               <= (cursor.topic_name, cursor.partition_index)):
+                return out
+            cursor = DescribeTopicPartitionsRequest.Cursor(topic_name=nxt.topic_name,
+                                                           partition_index=nxt.partition_index)
 
     async def partition_info(self, topic: str, partition: int) -> PartitionInfo:
         """The cached partition metadata, refreshed for this topic when missing or stale."""

@@ -59,8 +59,14 @@ from protocol.messages.broker_registration import BrokerRegistrationRequest, Bro
 from protocol.messages.create_topics import CreateTopicsResponse
 from protocol.messages.elect_leaders import ElectLeadersRequest
 from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest, RemoveRaftVoterResponse
-from replication.controller import AnyTopicConfigs, ControllerConfig, ControllerResult, QuorumController
-from replication.metadata import EMPTY_IMAGE, METADATA_VERSION_FEATURE, MetadataImage
+from replication.controller import (
+    ELR_VERSION_LEVEL_MAX,
+    AnyTopicConfigs,
+    ControllerConfig,
+    ControllerResult,
+    QuorumController,
+)
+from replication.metadata import ELR_VERSION_FEATURE, EMPTY_IMAGE, METADATA_VERSION_FEATURE, MetadataImage
 from replication.quorum_state import QuorumStateStore
 from replication.raft import (
     METADATA_PARTITION,
@@ -117,6 +123,8 @@ def controller_config(cfg: BrokerConfig, *, cluster_id: str) -> ControllerConfig
         num_partitions=cfg.num_partitions,
         unclean_leader_election_enable=cfg.unclean_leader_election_enable,
         delete_topic_enable=cfg.delete_topic_enable,
+        min_insync_replicas=cfg.min_insync_replicas,
+        eligible_leader_replicas_version=1 if cfg.get_bool("eligible.leader.replicas.enable") else 0,
     )
 
 
@@ -175,6 +183,7 @@ class ClusterNode:
         self._last_batch: CommittedBatch | None = None  # the last batch replayed into the image
         self.snapshots_loaded: list[SnapshotId] = []
         self._installs_seen = 0  # the Raft node's snapshots_fetched when the image last loaded one
+        self._was_caught_up = False  # caught_up(image) when the image was last published
         self.broker_epoch = -1
         self.fenced = True
         self.incarnation_id = broker.new_uuid()
@@ -438,11 +447,25 @@ class ClusterNode:
             else:
                 still.append((offset, held, response))
         self._controller_replies = still
-        if self.image is not old:
+        caught_up = self.caught_up()
+        if self.image is not old or (caught_up and not self._was_caught_up):
+            # (an unchanged image is published again when this node catches up with the quorum:
+            # the replica manager defers roles until then)
             for callback in self.on_image:
                 callback(old, self.image)
+        self._was_caught_up = caught_up
+        if self.image is not old:
             self._image_changed.set()
             self._image_changed = trio.Event()
+
+    def caught_up(self) -> bool:
+        """Whether the image holds everything the quorum leader last said is committed (every
+        batch below that high watermark, control batches included, has been replayed)."""
+        raft = self.raft
+        if raft is None:
+            return False
+        hw = raft.leader_high_watermark
+        return hw >= 0 and self.cursor.next_offset >= hw
 
     def _load_snapshot(self, snapshot_id: SnapshotId, now: int) -> None:
         """Replace the image with a snapshot's: at a start, or when the Raft node installed one
@@ -583,8 +606,12 @@ class ClusterNode:
             listeners=listeners,
             features=[BrokerRegistrationRequest.Feature(name=METADATA_VERSION_FEATURE,
                                                         min_supported_version=METADATA_VERSION_RANGE[0],
-                                                        max_supported_version=METADATA_VERSION_RANGE[1])],
-            rack=b.config.broker_rack, log_dirs=[b.directory_id], previous_broker_epoch=-1)
+                                                        max_supported_version=METADATA_VERSION_RANGE[1]),
+                      BrokerRegistrationRequest.Feature(name=ELR_VERSION_FEATURE, min_supported_version=0,
+                                                        max_supported_version=ELR_VERSION_LEVEL_MAX)],
+            rack=b.config.broker_rack, log_dirs=[b.directory_id],
+            # KIP-966: the epoch this node had when it last shut down cleanly (-1 after a crash).
+            previous_broker_epoch=b.logs.clean_shutdown_broker_epoch if b.logs is not None else -1)
 
     async def _lifecycle_loop(self) -> None:
         interval_s = self.broker.config.get_int("broker.heartbeat.interval.ms") / 1000

@@ -44,6 +44,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
 
+from replication.read_replica import (
+    RACK_AWARE_REPLICA_SELECTOR,
+    REPLICA_SELECTOR_CLASS_KEY,
+    REPLICA_SELECTORS,
+    replica_selector_error,
+)
 from storage.config import LogConfig, LogDirConfig
 
 INT_MIN = -(1 << 31)
@@ -294,6 +300,11 @@ def _only_empty(value: object) -> str | None:
     return None if value == "" else "Trafka has no authorizer yet, so none can be named"
 
 
+def _replica_selector(value: object) -> str | None:
+    assert isinstance(value, str)
+    return replica_selector_error(value)
+
+
 def _no_classes(value: object) -> str | None:
     return None if value == () else "Trafka cannot load Java plugins"
 
@@ -399,15 +410,19 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
            note="Kafka's empty default means ZooKeeper mode, which Trafka does not have; Trafka's default "
                 "is a combined node that is its own controller."),
         _k("broker.rack", _S, None, _MED, "Rack or availability zone of this broker, for rack-aware replica "
-           "placement."),
+           "placement and, with replica.selector.class, for consumers in the same rack to fetch from it."),
         _k("initial.broker.registration.timeout.ms", _I, 60000, _MED, "How long a starting broker waits for "
            "the controller to accept its registration."),
         _k("broker.heartbeat.interval.ms", _I, 2000, _MED, "Time between a broker's heartbeats to the "
            "controller."),
         _k("broker.session.timeout.ms", _I, 9000, _MED, "How long the controller waits for a heartbeat "
            "before it fences a broker."),
-        _k("eligible.leader.replicas.enable", _B, False, _HIGH, "Whether the controller keeps eligible "
-           "leader replicas (KIP-966)."),
+        _k("eligible.leader.replicas.enable", _B, True, _HIGH, "Whether the controller keeps eligible "
+           "leader replicas (KIP-966).", kafka_default="false",
+           note="Kafka 3.7-3.9's switch; Kafka 4 replaced it with the eligible.leader.replicas.version "
+                "feature, on for new clusters from 4.1. Here it is the level a new cluster's metadata log "
+                "starts with (true: 1, false: 0); an existing cluster keeps the level its log has, which "
+                "UpdateFeatures (kafka-features.sh upgrade/downgrade) changes."),
         _k("inter.broker.protocol.version", _S, "3.9-IV0", _MED, "Protocol version brokers speak to one "
            "another.", Check(_metadata_version, "x.y[.z][-IVn]"),
            note="Accepted for compatibility; no effect: in KRaft mode the metadata.version feature decides."),
@@ -636,6 +651,13 @@ BROKER_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
            "checked.", _AT_LEAST_1),
         _k("replica.lag.time.max.ms", _L, 30000, _HIGH, "A follower that has not caught up for this long "
            "is removed from the ISR."),
+        _k(REPLICA_SELECTOR_CLASS_KEY, _S, None, _MED, "The replica a partition's leader tells a consumer "
+           "to fetch from (KIP-392); unset, consumers fetch from leaders. "
+           f"{RACK_AWARE_REPLICA_SELECTOR} names a follower in the consumer's client.rack when there is one "
+           "that is in sync and holds the fetch offset.",
+           Check(_replica_selector, f"[null, {', '.join(REPLICA_SELECTORS)}]"),
+           note="Kafka loads the named Java class; Trafka accepts only the name of Kafka's built-in "
+                "rack-aware selector, and refuses any other at startup."),
         _k("replica.fetch.max.bytes", _I, 1048576, _MED, "Bytes a follower asks for per partition.",
            _AT_LEAST_0),
         _k("replica.fetch.response.max.bytes", _I, 10485760, _MED, "Bytes a follower asks for per fetch.",

@@ -259,10 +259,13 @@ class Broker:
                 self.fs.remove(posixpath.join(log.dir, n))
 
     def close(self) -> None:
-        """Flush every log, write checkpoints and the clean-shutdown marker."""
+        """Flush every log, write checkpoints and the clean-shutdown marker, which carries this
+        node's broker epoch in a cluster (KIP-966: its next registration says it shut down
+        cleanly with it)."""
         if self.logs is not None:
             self.write_producer_snapshots()
-            self.logs.close(now_ms=self.now_ms())
+            epoch = self.cluster.broker_epoch if self.cluster is not None else -1
+            self.logs.close(now_ms=self.now_ms(), broker_epoch=epoch)
             self.logs = None
 
     # --- topics and partitions --------------------------------------------------------------
@@ -418,8 +421,13 @@ class Broker:
         return t.name if t is not None else None
 
     def min_insync_replicas(self, topic: str) -> int:
+        """The topic's override, else (in a cluster with eligible leader replicas) the cluster-level
+        default the controller keeps in the metadata log, so that leaders and controller agree on
+        it; else this broker's setting."""
         t = self.topics.get(topic)
         value = t.configs.get("min.insync.replicas") if t is not None else None
+        if value is None and self.cluster is not None:
+            value = self.cluster.image.cluster_config("min.insync.replicas")
         return int(value) if value is not None else self.config.min_insync_replicas
 
     def partition(self, topic: str, partition: int) -> PartitionState | None:

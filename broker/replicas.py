@@ -147,10 +147,12 @@ class ReplicaManager:
                 ep = reg.endpoint(self.inter_broker_listener) or (reg.endpoints[0] if reg.endpoints else None)
                 if ep is not None:
                     self.data_peers.set_address(bid, (ep.host, ep.port))
-        # Roles only once this incarnation is registered and the image has caught up with its
-        # registration (Kafka's broker waits for both before it publishes metadata): a node back
-        # from a crash that lost data must not lead by the old image, whose leaders the controller
-        # has not yet moved off its previous incarnation.
+        # Roles only once this incarnation is registered, the image has caught up with its
+        # registration and with the high watermark the quorum leader last reported (Kafka's broker
+        # waits for these before it publishes metadata): a node back from a crash that lost data
+        # must not lead by the old image, whose leaders the controller has not yet moved off its
+        # previous incarnation; nor may a lagging node, e.g. one that just installed a snapshot
+        # older than what is committed, lead by a leadership the log has since taken away.
         if not self._may_take_roles(new):
             return
         changes = local_changes(self._roles_from, new, self.me)
@@ -186,7 +188,8 @@ class ReplicaManager:
     def _may_take_roles(self, image: MetadataImage) -> bool:
         epoch = self.node.broker_epoch
         reg = image.brokers.get(self.me)
-        return epoch >= 0 and image.offset >= epoch and reg is not None and reg.epoch == epoch
+        return (epoch >= 0 and image.offset >= epoch and reg is not None and reg.epoch == epoch
+                and self.node.caught_up())
 
     def _apply(self, view: PartitionView, now: int) -> None:
         b = self.broker

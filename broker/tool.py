@@ -118,7 +118,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="a topic config (repeatable)")
     p.add_argument("--if-not-exists", action="store_true", help="succeed if the topic exists already")
     tsub.add_parser("list", parents=[net], help="list topic names")
-    p = tsub.add_parser("describe", parents=[net], help="partitions, leaders, replicas, ISR and configs")
+    p = tsub.add_parser("describe", parents=[net], help="partitions, leaders, replicas, ISR, ELR and configs")
     p.add_argument("--topic", help="one topic (default: all)")
     p.add_argument("--all-configs", action="store_true", help="every config, not only the topic's overrides")
     p = tsub.add_parser("delete", parents=[net], help="delete a topic")
@@ -423,6 +423,10 @@ async def _describe(client: Client, topic: str | None, all_configs: bool, out: T
     else:
         md = await client.metadata(None)
         infos = [md.topics[name] for name in sorted(md.topics)]
+    try:
+        elrs = await client.eligible_leader_replicas([info.name for info in infos]) if infos else {}
+    except UnsupportedVersion:
+        elrs = {}  # a broker without DescribeTopicPartitions: no ELR to show
     for info in infos:
         configs = await _topic_configs(client, info.name, all_configs)
         rf = max((len(p.replicas) for p in info.partitions), default=0)
@@ -432,6 +436,9 @@ async def _describe(client: Client, topic: str | None, all_configs: bool, out: T
             leader = str(p.leader) if p.leader >= 0 else "none"
             line = (f"\tTopic: {info.name}\tPartition: {p.partition}\tLeader: {leader}\t"
                     f"Replicas: {_nodes(p.replicas)}\tIsr: {_nodes(p.isr)}")
+            elr, last_known = elrs.get((info.name, p.partition), ((), ()))
+            if elr or last_known:  # KIP-966, as kafka-topics --describe shows them
+                line += f"\tElr: {_nodes(elr)}\tLastKnownElr: {_nodes(last_known)}"
             if p.offline:
                 line += f"\tOffline: {_nodes(p.offline)}"
             if p.error != ErrorCode.NONE:

@@ -5,10 +5,11 @@ What it owns. The rules of Kafka's ``QuorumController`` (``ClusterControlManager
 metadata image of ``replication.metadata``: broker registration and heartbeats (fencing,
 unfencing, controlled shutdown, session expiry), topic creation and deletion with rack-aware
 placement (``replication.placement``), partition creation, leader election, ISR changes
-requested by partition leaders (AlterPartition, with KIP-903's broker epochs), reassignments,
-preferred and unclean elections, topic config changes and producer id blocks. It never touches
-the network, the disk, a clock or ambient randomness: time comes in as ``now_ms``, randomness
-(placement starts, topic ids) from an injected source.
+requested by partition leaders (AlterPartition, with KIP-903's broker epochs), KIP-966's
+eligible leader replicas and unclean-shutdown detection, reassignments, preferred and unclean
+elections, topic config changes, the ELR feature level (UpdateFeatures) and producer id blocks.
+It never touches the network, the disk, a clock or ambient randomness: time comes in as
+``now_ms``, randomness (placement starts, topic ids) from an injected source.
 
 Theory of operation. The controller keeps two images: ``committed_image``, the replay of every
 record the metadata quorum has committed, and ``latest_image``, that plus the records this
@@ -30,17 +31,32 @@ append fails, the caller calls ``resign()``: uncommitted writes are forgotten
 (``latest = committed``) and the caller answers their waiting requests with NOT_CONTROLLER.
 Handlers of a standby answer NOT_CONTROLLER at once.
 
-Election rules (Kafka's ``PartitionChangeBuilder`` without ELR; see ``partition_change``).
-A leader is chosen from the ISR among *acceptable* brokers (registered, unfenced, not in
-controlled shutdown): the current leader if it still qualifies, else the first qualifying
-replica in replica order (for a preferred election, the first replica first). A replica outside
-the ISR is chosen only by an unclean election (``unclean.leader.election.enable`` for the topic,
-or ElectLeaders of type UNCLEAN); its ISR becomes just the new leader and its recovery state
-RECOVERING. When no ISR member qualifies and no unclean election is allowed the partition is
-leaderless (leader -1) and the ISR keeps its last member (KIP-966 "last replica standing": an
-ISR is never written empty), who leads again when it comes back. Every leader change bumps the
-leader epoch; so does a reassignment that removes replicas; every change bumps the partition
-epoch. ISR shrinks and expansions alone do not bump the leader epoch (Kafka 3.6+).
+Election rules (Kafka's ``PartitionChangeBuilder``; see ``partition_change``). A leader is
+chosen from the ISR among *acceptable* brokers (registered, unfenced, not in controlled
+shutdown): the current leader if it still qualifies, else the first qualifying replica in replica
+order (for a preferred election, the first replica first). A replica outside the ISR is chosen
+only by an unclean election (``unclean.leader.election.enable`` for the topic, or ElectLeaders of
+type UNCLEAN); its ISR becomes just the new leader and its recovery state RECOVERING. Every
+leader change bumps the leader epoch; so does a reassignment that removes replicas; every change
+bumps the partition epoch. ISR shrinks and expansions alone do not bump the leader epoch (Kafka
+3.6+). What happens when no ISR member qualifies depends on the ``eligible.leader.replicas.version``
+feature (KIP-966; ``ControllerConfig.eligible_leader_replicas_version`` is the level a new log
+starts with: 1, Kafka 4.1's default for a new cluster):
+
+* Off (level 0, Kafka 3.9): with no unclean election the partition is leaderless (leader -1) and
+  the ISR keeps its last member ("last replica standing": an ISR is never written empty), who
+  leads again when it comes back, with whatever its log still holds.
+* On: the partition also has an ELR, the replicas that left the ISR while it was below the
+  topic's effective ``min.insync.replicas`` (capped by the replica count). The leader's high
+  watermark does not move while the ISR is below the minimum (``replication.partition``), so
+  each of them holds everything committed. A replica leaving the ISR joins the ELR if the ISR
+  it leaves is below the minimum; an ISR at or above it empties the ELR; ISR and ELR never
+  overlap; a fenced ELR member stays in the ELR. The ISR may now be written empty. With the ISR
+  empty, an acceptable ELR member is elected and becomes the ISR. The last leader of a partition
+  whose ISR emptied is kept as its last known ELR; with ISR and ELR both empty it is elected once
+  acceptable again (an unclean election, RECOVERING: Kafka's last resort, even with unclean
+  election off) and forgotten when the partition has a leader. An unclean election happens only
+  when no ISR or ELR member is acceptable, and clears the ELR.
 
 Broker lifecycle. A registration's broker epoch is the offset of its ``RegisterBrokerRecord``.
 A broker registers fenced and is unfenced by a heartbeat once its metadata offset has reached
@@ -48,25 +64,43 @@ that record. ``tick(now_ms)`` fences every unfenced broker whose last heartbeat 
 ``broker.session.timeout.ms`` old: it leaves every ISR and its partitions elect new leaders. A
 heartbeat asking for shutdown puts the broker in controlled shutdown (out of every ISR, its
 leaderships moved) and is granted SHUTDOWN_NOW once it leads nothing and every active broker has
-caught up with that change. A new incarnation of a registered broker (a restarted process, which
-may have lost its log) is taken out of every ISR before it is registered again; a different
-incarnation while the current one holds a live session is DUPLICATE_BROKER_REGISTRATION, and a
-stale incarnation's heartbeats and AlterPartitions carry an old broker epoch and get
-STALE_BROKER_EPOCH.
+caught up with that change. A new incarnation of a broker (a restarted process, which may have
+lost its log) is taken out of every ISR before it is registered again. It shut down cleanly only
+if its BrokerRegistration's PreviousBrokerEpoch (v3+; -1 otherwise, or after a crash: the broker
+takes it from its clean-shutdown marker) equals the epoch the log has for it; after an unclean
+shutdown, with ELR on, it leaves every ELR too and is acceptable as leader of none of the
+partitions it is taken out of (Kafka's handleBrokerShutdown). A different incarnation while the
+current one holds a live session is DUPLICATE_BROKER_REGISTRATION, and a stale incarnation's
+heartbeats and AlterPartitions carry an old broker epoch and get STALE_BROKER_EPOCH.
 
-Deviations from Kafka 3.9, on purpose: AlterPartition from a broker that is not the partition's
-leader is answered NOT_LEADER_OR_FOLLOWER (Kafka answers INVALID_REQUEST); a new incarnation of a
-broker is always taken out of the ISRs (Kafka does it only with ELR enabled); broker
-(non-topic) configs are static (IncrementalAlterConfigs on a broker is INVALID_REQUEST, as in the
-single-node broker); registration checks only the finalized features a broker lists. Not
-modelled: ELR (KIP-966's eligible leader replicas: fields kept, never set), log directories
-(KIP-858), quotas, authorization, create-topic policies, automatic preferred-leader balancing
-(ElectLeaders does it on request), delegation tokens, ACLs, SCRAM.
+The minimum ISR. Leaders and controller must use the same ``min.insync.replicas`` or the ELR is
+unsafe, so with ELR on the cluster-level default lives in the log, as Kafka's does: a ConfigRecord
+on the broker resource named "", written by the active controller from its own setting whenever
+the log's differs (brokers read it from the image, ``broker.core``); a topic override wins. A
+change, of either, rebuilds the ELR of the partitions concerned against the new minimum: a
+partition now at or above it loses its ELR; one still below keeps it, since its high watermark
+has not moved since those replicas left. (Kafka 4.x clears every ELR concerned, ClearElrRecord.)
+
+Deviations from Kafka 4.1, on purpose: AlterPartition from a broker that is not the partition's
+leader is answered NOT_LEADER_OR_FOLLOWER (Kafka answers INVALID_REQUEST); broker (non-topic)
+configs are static (IncrementalAlterConfigs on a broker is INVALID_REQUEST, as in the single-node
+broker), so the cluster-level min.insync.replicas follows the active controller's setting;
+registration checks only the finalized features a broker lists; metadata.version stays 3.9-IV0
+(Kafka makes eligible.leader.replicas.version 1 depend on 4.0-IV1; the records it needs are in
+3.9's); a min.insync.replicas change rebuilds ELRs rather than clearing them (above); the ELR is
+kept within the partition's replicas; the last known leader is never -1, and is cleared, with the
+ELR, by a change made while ELR is off; UpdateFeatures changes eligible.leader.replicas.version
+only, and turning it off gives each partition whose ISR emptied an ISR again (``_disable_elr``).
+Not modelled: log directories (KIP-858), quotas, authorization,
+create-topic policies, automatic preferred-leader balancing (``broker.cluster`` asks ElectLeaders
+for it), delegation tokens, ACLs, SCRAM; KIP-966's "unclean recovery" (elections
+from the replicas' logs) is not in Kafka either.
 
 Bounds. A user request writes at most ``records_per_write_max`` records (Kafka's 10000);
-CreateTopics and CreatePartitions refuse what would exceed it. Fencing, unfencing and a new
-incarnation look at every partition (linear in partitions; Kafka keeps an index). Sessions: one
-per registered broker. Single-threaded; no method blocks.
+CreateTopics and CreatePartitions refuse what would exceed it. Fencing, unfencing, a new
+incarnation and a min.insync.replicas change look at every partition (linear in partitions;
+Kafka keeps indexes of ISR and ELR members). Sessions: one per registered broker.
+Single-threaded; no method blocks.
 """
 
 from __future__ import annotations
@@ -75,9 +109,9 @@ import base64
 import enum
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from protocol.error_codes import ErrorCode
 from protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest, AllocateProducerIdsResponse
@@ -101,7 +135,10 @@ from protocol.messages.list_partition_reassignments import (
     ListPartitionReassignmentsResponse,
 )
 from protocol.messages.unregister_broker import UnregisterBrokerRequest, UnregisterBrokerResponse
+from protocol.messages.update_features import UpdateFeaturesRequest, UpdateFeaturesResponse
 from replication.metadata import (
+    CLUSTER_DEFAULT,
+    ELR_VERSION_FEATURE,
     EMPTY_IMAGE,
     METADATA_VERSION_FEATURE,
     RESOURCE_BROKER,
@@ -139,11 +176,15 @@ R = TypeVar("R")
 
 # The metadata.version this controller writes when it bootstraps an empty log: Kafka 3.9-IV0.
 METADATA_VERSION_LEVEL = 21
+ELR_VERSION_LEVEL_MAX = 1  # eligible.leader.replicas.version levels this controller knows
+MIN_ISR_KEY = "min.insync.replicas"
 
 # IncrementalAlterConfigs operations.
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 # ElectLeaders election types.
 ELECTION_PREFERRED, ELECTION_UNCLEAN = 0, 1
+# UpdateFeatures upgrade types (v1+; v0's AllowDowngrade means SAFE_DOWNGRADE).
+UPGRADE, SAFE_DOWNGRADE, UNSAFE_DOWNGRADE = 1, 2, 3
 # DescribeConfigs' DYNAMIC_TOPIC_CONFIG source.
 _SOURCE_TOPIC = 1
 
@@ -163,6 +204,10 @@ class ControllerConfig:
     delete_topic_enable: bool = True
     records_per_write_max: int = 10_000
     producer_id_block_size: int = 1000
+    min_insync_replicas: int = 1  # min.insync.replicas, the broker default
+    # The eligible.leader.replicas.version a new cluster starts with (Kafka 4.1: 1 for new
+    # clusters); 0 leaves it off. An existing log keeps the level it has.
+    eligible_leader_replicas_version: int = 1
 
 
 class TopicConfigPolicy(Protocol):
@@ -222,12 +267,12 @@ class ControllerResult(Generic[R]):
     reply_after_offset: int = -1
 
 
-# --- partition changes (Kafka's PartitionChangeBuilder, without ELR) --------------------------------
+# --- partition changes (Kafka's PartitionChangeBuilder) ---------------------------------------------
 
 
 class Election(enum.Enum):
     PREFERRED = "preferred"  # the first replica if it qualifies, else keep the leader, else any
-    ONLINE = "online"  # keep the leader if it qualifies, else the first qualifying ISR member
+    ONLINE = "online"  # keep the leader if it qualifies, else the first qualifying ISR (or ELR) member
     UNCLEAN = "unclean"  # as ONLINE, then any acceptable replica, even out of sync
 
 
@@ -243,13 +288,20 @@ def partition_change(
     target_removing: Sequence[int] | None = None,
     target_adding: Sequence[int] | None = None,
     target_recovery_state: int | None = None,
+    elr: bool = False,
+    min_insync_replicas: int = 1,
+    unclean_shutdown: Collection[int] = (),
 ) -> PartitionChangeRecord | None:
     """The record that moves ``part`` to the targets and elects its leader; None if no change.
 
-    ``acceptable(broker)`` says whether a broker may lead (alive and not shutting down). The
-    steps, in Kafka's order: complete a reassignment whose target replicas are all in the ISR
-    (dropping the removed replicas from replicas and ISR), elect (module docstring), force a
-    leader epoch bump when replicas are removed, then write each field that differs.
+    ``acceptable(broker)`` says whether a broker may lead (alive and not shutting down). ``elr``
+    turns on KIP-966's eligible leader replicas, with ``min_insync_replicas`` the topic's
+    setting (capped here by the partition's replica count, as the leader caps it) and
+    ``unclean_shutdown`` the brokers that just came back from an unclean shutdown (they never
+    join the ELR). The steps, in Kafka's order: complete a reassignment whose target replicas are
+    all in the ISR (dropping the removed replicas from replicas and ISR), work out the target ELR,
+    elect (module docstring), force a leader epoch bump when replicas are removed, then write each
+    field that differs, the last known leader last.
     """
     isr = tuple(part.isr if target_isr is None else target_isr)
     replicas = tuple(part.replicas if target_replicas is None else target_replicas)
@@ -262,22 +314,56 @@ def partition_change(
         if done_isr and done_replicas and all(r in done_isr for r in done_replicas):
             isr, replicas, removing, adding = done_isr, done_replicas, (), ()
 
-    def qualifies(r: int) -> bool:
-        return r in isr and acceptable(r)
+    # The ELR (Kafka's maybePopulateTargetElr): while the ISR is below the minimum the high
+    # watermark stands still, so a replica that was in the ISR keeps everything committed and
+    # may lead later; at or above the minimum the high watermark moves on without the ELR.
+    target_elr: tuple[int, ...] = part.elr
+    if elr:
+        if len(isr) >= max(1, min(min_insync_replicas, len(replicas))):
+            target_elr = ()
+        else:
+            target_elr = tuple(sorted(r for r in {*part.elr, *part.isr}
+                                      if r not in isr and r not in unclean_shutdown and r in replicas))
 
-    leader, unclean = _elect(part.leader, replicas, qualifies, acceptable, election)
+    def qualifies(r: int) -> bool:
+        return (r in isr or (not isr and r in target_elr)) and acceptable(r)
+
+    last_known = NO_LEADER
+    if elr and not isr and not target_elr and len(part.last_known_elr) == 1:
+        candidate = part.last_known_elr[0]
+        if candidate in replicas and acceptable(candidate):
+            last_known = candidate
+
+    leader, unclean = _elect(part.leader, replicas, qualifies, acceptable, election, last_known)
     new_leader, recovery = NO_LEADER_CHANGE, -1
     new_isr: tuple[int, ...] | None = None
     if leader != part.leader:
         new_leader = leader
+        if leader in target_elr and not unclean:
+            # Elected from the ELR: it becomes the ISR.
+            isr = (leader,)
+            target_elr = tuple(r for r in target_elr if r != leader)
         if unclean:
             new_isr = (leader,)
             if part.leader_recovery_state != RECOVERING:
                 recovery = RECOVERING
     if new_leader == NO_LEADER_CHANGE and not set(part.replicas) <= set(replicas):
         new_leader = part.leader  # replicas were removed: the leader epoch must move
-    if new_isr is None and isr and isr != part.isr:
-        new_isr = isr
+    if new_isr is not None or not elr:
+        target_elr = ()  # an unclean election, or ELR off: no eligible leader replicas
+    new_elr = target_elr if set(target_elr) != set(part.elr) else None
+    if new_isr is None and (isr or elr) and isr != part.isr:
+        new_isr = isr  # with ELR on the ISR may become empty; without, it keeps its last member
+    new_last_known: tuple[int, ...] | None = None
+    if elr:
+        # Kafka's maybeUpdateLastKnownLeader: when the ISR empties, remember who led; forget it
+        # once the partition has a leader again.
+        if new_isr == () and part.leader != NO_LEADER and part.last_known_elr != (part.leader,):
+            new_last_known = (part.leader,)
+        elif (new_leader >= 0 or (part.leader != NO_LEADER and new_leader != NO_LEADER)) and part.last_known_elr:
+            new_last_known = ()
+    elif part.last_known_elr:
+        new_last_known = ()
     if target_recovery_state is not None and target_recovery_state != part.leader_recovery_state:
         recovery = target_recovery_state
     change = PartitionChangeRecord(
@@ -285,18 +371,22 @@ def partition_change(
         replicas=replicas if replicas and replicas != part.replicas else None,
         removing_replicas=removing if removing != part.removing_replicas else None,
         adding_replicas=adding if adding != part.adding_replicas else None,
-        leader_recovery_state=recovery,
+        leader_recovery_state=recovery, elr=new_elr, last_known_elr=new_last_known,
     )
     if (change.isr is None and change.leader == NO_LEADER_CHANGE and change.replicas is None
             and change.removing_replicas is None and change.adding_replicas is None
-            and change.leader_recovery_state == -1):
+            and change.leader_recovery_state == -1 and change.elr is None and change.last_known_elr is None):
         return None
     return change
 
 
 def _elect(current: int, replicas: Sequence[int], qualifies: Callable[[int], bool],
-           acceptable: Callable[[int], bool], election: Election) -> tuple[int, bool]:
-    """(new leader or NO_LEADER, whether the choice was unclean)."""
+           acceptable: Callable[[int], bool], election: Election, last_known: int) -> tuple[int, bool]:
+    """(new leader or NO_LEADER, whether the choice was unclean).
+
+    ``last_known``: the last known leader when ELR is on and both ISR and ELR are empty (Kafka
+    elects it, as an unclean election, even with unclean election off); else NO_LEADER.
+    """
     if election is Election.PREFERRED and replicas and qualifies(replicas[0]):
         return replicas[0], False
     if current != NO_LEADER and qualifies(current):
@@ -304,6 +394,8 @@ def _elect(current: int, replicas: Sequence[int], qualifies: Callable[[int], boo
     for r in replicas:
         if qualifies(r):
             return r, False
+    if last_known != NO_LEADER:
+        return last_known, True
     if election is Election.UNCLEAN:
         for r in replicas:
             if acceptable(r):
@@ -425,6 +517,14 @@ class QuorumController:
         w = self._write()
         if METADATA_VERSION_FEATURE not in self._latest.features:
             w.add(FeatureLevelRecord(METADATA_VERSION_FEATURE, METADATA_VERSION_LEVEL))
+            level = self.config.eligible_leader_replicas_version
+            if level > 0:
+                w.add(FeatureLevelRecord(ELR_VERSION_FEATURE, min(level, ELR_VERSION_LEVEL_MAX)))
+        if w.delta.feature_level(ELR_VERSION_FEATURE) >= 1:
+            # With ELR the leaders and this controller must agree on every topic's minimum ISR,
+            # so the default lives in the log (Kafka's cluster-level min.insync.replicas), set from
+            # this controller's own setting; a change re-evaluates every ELR.
+            self._sync_min_isr_default(w)
         return self._finish(w, None)
 
     def resign(self) -> None:
@@ -484,10 +584,17 @@ class QuorumController:
             if level is not None and not f.min_supported_version <= level <= f.max_supported_version:
                 return error(ErrorCode.UNSUPPORTED_VERSION)
         w = self._write()
-        if existing is not None and new_incarnation:
-            # The previous process may have lost its log: it leaves every ISR before the new
-            # registration, so it rejoins them only through its leaders' ISR expansion.
-            self._remove_from_isrs(w, broker_id)
+        if new_incarnation:
+            # A new process. Its predecessor shut down cleanly only if it says so with the broker
+            # epoch it had (PreviousBrokerEpoch, written to its log directory at a clean shutdown;
+            # -1 after a crash, and in BrokerRegistration before v3). Either way it leaves every
+            # ISR before the new registration, so it rejoins them only through its leaders' ISR
+            # expansion. After an unclean shutdown it may have lost what it acknowledged: with ELR
+            # on it leaves every ELR too, and may not lead from either (Kafka's
+            # handleBrokerShutdown).
+            clean = existing is not None and req.previous_broker_epoch == existing.epoch
+            unclean = not clean and w.delta.feature_level(ELR_VERSION_FEATURE) >= 1
+            self._remove_from_isrs(w, broker_id, unclean_shutdown=unclean)
         if existing is None or new_incarnation:
             epoch, fenced, shutting_down = w.next_offset, True, False
         else:
@@ -577,7 +684,7 @@ class QuorumController:
                 error_code=ErrorCode.BROKER_ID_NOT_REGISTERED,
                 error_message=f"broker {req.broker_id} is not registered"))
         w = self._write()
-        self._remove_from_isrs(w, req.broker_id)
+        self._remove_from_isrs(w, req.broker_id, also_elr=True)
         w.add(UnregisterBrokerRecord(req.broker_id, reg.epoch))
         self._sessions.pop(req.broker_id, None)
         return self._finish(w, UnregisterBrokerResponse(error_message=None))
@@ -619,10 +726,8 @@ class QuorumController:
         if code is not ErrorCode.NONE:
             return AlterPartitionResponse.PartitionData(partition_index=pid, error_code=code)
         assert part is not None
-        change = partition_change(
-            part, topic_id=topic_id, partition_id=pid, acceptable=w.delta.is_active,
-            election=Election.UNCLEAN if self._unclean_enabled(topic_name) else Election.ONLINE,
-            target_isr=[b for b, _ in new_isr], target_recovery_state=p.leader_recovery_state)
+        change = self._change(w, topic_name, topic_id, pid, part, acceptable=w.delta.is_active,
+                              target_isr=[b for b, _ in new_isr], target_recovery_state=p.leader_recovery_state)
         if change is not None:
             w.add(change)
             if change.leader not in (NO_LEADER_CHANGE, sender):
@@ -934,8 +1039,8 @@ class QuorumController:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
         if (not unclean and part.has_preferred_leader) or (unclean and part.has_leader):
             return ErrorCode.ELECTION_NOT_NEEDED
-        change = partition_change(part, topic_id=topic_id, partition_id=pid, acceptable=w.delta.is_active,
-                                  election=Election.UNCLEAN if unclean else Election.PREFERRED)
+        change = self._change(w, topic_name, topic_id, pid, part, acceptable=w.delta.is_active,
+                              election=Election.UNCLEAN if unclean else Election.PREFERRED)
         if change is None:
             return ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE if unclean else ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
         w.add(change)
@@ -977,17 +1082,17 @@ class QuorumController:
                             f"Unable to revert partition assignment for {topic_name}:{pid} because it would "
                             f"require an unclean leader election.")
                 isr = replicas[:1]
-            change = partition_change(part, topic_id=topic_id, partition_id=pid, acceptable=w.delta.is_active,
-                                      election=election, target_isr=isr, target_replicas=replicas,
-                                      target_removing=(), target_adding=())
+            change = self._change(w, topic_name, topic_id, pid, part, acceptable=w.delta.is_active,
+                                  election=election, target_isr=isr, target_replicas=replicas,
+                                  target_removing=(), target_adding=())
         else:
             problem = self._assignment_error(target, None)
             if problem is not None:
                 return ErrorCode.INVALID_REPLICA_ASSIGNMENT, problem
             removing = sorted(set(part.replicas) - set(target))
             adding = sorted(set(target) - set(part.replicas))
-            change = partition_change(
-                part, topic_id=topic_id, partition_id=pid, acceptable=w.delta.is_active, election=Election.ONLINE,
+            change = self._change(
+                w, topic_name, topic_id, pid, part, acceptable=w.delta.is_active, election=Election.ONLINE,
                 target_replicas=[*target, *removing], target_removing=removing, target_adding=adding)
         if change is not None:
             w.add(change)
@@ -1096,11 +1201,93 @@ class QuorumController:
             for pid in sorted(topic.partitions):
                 part = w.delta.partition(topic_id, pid)
                 if part is not None and not part.has_leader:
-                    change = partition_change(part, topic_id=topic_id, partition_id=pid,
-                                              acceptable=w.delta.is_active, election=Election.UNCLEAN)
+                    change = self._change(w, res.resource_name, topic_id, pid, part,
+                                          acceptable=w.delta.is_active, election=Election.UNCLEAN)
                     if change is not None:
                         w.add(change)
+        if old.get(MIN_ISR_KEY) != normalised.get(MIN_ISR_KEY):
+            self._reevaluate_elr(w, res.resource_name)
         return ErrorCode.NONE, None
+
+    def handle_update_features(self, req: UpdateFeaturesRequest, *,
+                               version: int) -> ControllerResult[UpdateFeaturesResponse]:
+        """UpdateFeatures (kafka-features upgrade/downgrade), for ``eligible.leader.replicas.version``
+        only, with Kafka's FeatureControlManager checks: a level this controller and every
+        registered broker support (a broker that does not list the feature supports 0 only), a
+        downgrade only with a downgrade type, all or nothing, the first problem as the top-level
+        error. Turning ELR on writes the cluster-level min.insync.replicas (``become_active``);
+        turning it off (``_disable_elr``) gives each partition back an ISR Kafka 3.9's rules can
+        elect from."""
+        def answer(code: ErrorCode, message: str | None = None) -> UpdateFeaturesResponse:
+            results = [] if code is not ErrorCode.NONE else [
+                UpdateFeaturesResponse.UpdatableFeatureResult(feature=u.feature, error_message=None)
+                for u in req.feature_updates]
+            return UpdateFeaturesResponse(error_code=code, error_message=message, results=results)
+
+        if not self._active:
+            return self._answer(answer(ErrorCode.NOT_CONTROLLER))
+        names = [u.feature for u in req.feature_updates]
+        if len(set(names)) != len(names):
+            return self._answer(answer(ErrorCode.INVALID_REQUEST, "a feature appears more than once"))
+        w = self._write()
+        for u in req.feature_updates:
+            upgrade = u.upgrade_type if version >= 1 else (SAFE_DOWNGRADE if u.allow_downgrade else UPGRADE)
+            problem = self._feature_update_error(u.feature, u.max_version_level, upgrade)
+            if problem is not None:
+                return self._answer(answer(ErrorCode.INVALID_UPDATE_VERSION,
+                                           f"Invalid update version {u.max_version_level} for feature "
+                                           f"{u.feature}. {problem}"))
+            if not req.validate_only and u.max_version_level != w.delta.feature_level(u.feature):
+                w.add(FeatureLevelRecord(u.feature, u.max_version_level))
+                if u.max_version_level >= 1:
+                    self._sync_min_isr_default(w)
+                else:
+                    self._disable_elr(w)
+        return self._finish(w, answer(ErrorCode.NONE))
+
+    def _feature_update_error(self, name: str, level: int, upgrade: int) -> str | None:
+        if upgrade not in (UPGRADE, SAFE_DOWNGRADE, UNSAFE_DOWNGRADE):
+            return "The controller does not support the given upgrade type."
+        if name != ELR_VERSION_FEATURE:
+            return f"This controller does not change {name}; it changes {ELR_VERSION_FEATURE} only."
+        if level < 0:
+            return "A feature version cannot be less than 0."
+        if level > ELR_VERSION_LEVEL_MAX:
+            return f"The controller supports levels 0-{ELR_VERSION_LEVEL_MAX} of it."
+        for b in sorted(self._latest.brokers.values(), key=lambda b: b.broker_id):
+            supported = next((f for f in b.features if f.name == name), None)
+            lo, hi = (supported.min_supported_version, supported.max_supported_version) if supported else (0, 0)
+            if not lo <= level <= hi:
+                return f"Broker {b.broker_id} only supports versions {lo}-{hi}"
+        current = self._latest.feature_level(name)
+        if level < current and upgrade == UPGRADE:
+            return "Can't downgrade the version of this feature without setting the upgrade type to either " \
+                   "safe or unsafe downgrade."
+        if level > current and upgrade != UPGRADE:
+            return "Can't downgrade to a newer version."
+        return None
+
+    def _sync_min_isr_default(self, w: _Write) -> None:
+        """With ELR on, the log's cluster-level min.insync.replicas is this controller's setting;
+        writing a different one rebuilds every ELR against it."""
+        wanted = str(self.config.min_insync_replicas)
+        if w.delta.cluster_config(MIN_ISR_KEY) != wanted:
+            w.add(ConfigRecord(RESOURCE_BROKER, CLUSTER_DEFAULT, MIN_ISR_KEY, wanted))
+            self._reevaluate_elr(w, None)
+
+    def _disable_elr(self, w: _Write) -> None:
+        """ELR was just turned off: every partition drops its ELR fields, and one whose ISR is
+        empty gets back the ISR Kafka 3.9 would have kept -- its ELR (each member holds everything
+        committed), else its last known leader (the last ISR member) -- then elects as usual."""
+        for view in self._latest.partitions():
+            part = w.delta.partition(view.topic_id, view.partition_id)
+            if part is None or (part.isr and not part.elr and not part.last_known_elr):
+                continue
+            isr = part.isr or part.elr or part.last_known_elr
+            change = self._change(w, view.topic_name, view.topic_id, view.partition_id, part,
+                                  acceptable=w.delta.is_active, target_isr=isr)
+            if change is not None:
+                w.add(change)
 
     def handle_allocate_producer_ids(
             self, req: AllocateProducerIdsRequest) -> ControllerResult[AllocateProducerIdsResponse]:
@@ -1124,23 +1311,28 @@ class QuorumController:
         assert reg is not None
         w.add(BrokerRegistrationChangeRecord(broker_id, reg.epoch, fenced=FENCE))
 
-    def _remove_from_isrs(self, w: _Write, broker_id: int) -> None:
-        """Every partition with ``broker_id`` in its ISR: shrink the ISR, move leadership away.
+    def _remove_from_isrs(self, w: _Write, broker_id: int, *, also_elr: bool = False,
+                          unclean_shutdown: bool = False) -> None:
+        """Every partition with ``broker_id`` in its ISR: shrink the ISR, move leadership away
+        (Kafka's generateLeaderAndIsrUpdates with a broker to remove).
 
-        The ISR is never written empty: a partition whose last ISR member leaves keeps it and
-        goes leaderless (unless an unclean election finds another replica).
+        Without ELR the ISR is never written empty: a partition whose last ISR member leaves
+        keeps it and goes leaderless (unless an unclean election finds another replica). With
+        ELR the member leaving joins the ELR while the ISR is below the minimum, unless
+        ``unclean_shutdown``: then it leaves every ELR it is in as well. ``also_elr`` visits the
+        partitions with ``broker_id`` in the ELR too (an unregistration).
         """
         def acceptable(r: int) -> bool:
             return r != broker_id and w.delta.is_active(r)
 
+        in_elr = also_elr or unclean_shutdown
         for view in self._latest.partitions():
             part = w.delta.partition(view.topic_id, view.partition_id)
-            if part is None or broker_id not in part.isr:
+            if part is None or (broker_id not in part.isr and not (in_elr and broker_id in part.elr)):
                 continue
-            change = partition_change(
-                part, topic_id=view.topic_id, partition_id=view.partition_id, acceptable=acceptable,
-                election=Election.UNCLEAN if self._unclean_enabled(view.topic_name) else Election.ONLINE,
-                target_isr=[r for r in part.isr if r != broker_id])
+            change = self._change(w, view.topic_name, view.topic_id, view.partition_id, part, acceptable=acceptable,
+                                  target_isr=[r for r in part.isr if r != broker_id],
+                                  unclean_shutdown=(broker_id,) if unclean_shutdown else ())
             if change is not None:
                 w.add(change)
 
@@ -1150,11 +1342,53 @@ class QuorumController:
             part = w.delta.partition(view.topic_id, view.partition_id)
             if part is None or part.has_leader:
                 continue
-            change = partition_change(
-                part, topic_id=view.topic_id, partition_id=view.partition_id, acceptable=w.delta.is_active,
-                election=Election.UNCLEAN if self._unclean_enabled(view.topic_name) else Election.ONLINE)
+            change = self._change(w, view.topic_name, view.topic_id, view.partition_id, part,
+                                  acceptable=w.delta.is_active)
             if change is not None:
                 w.add(change)
+
+    def _reevaluate_elr(self, w: _Write, topic_name: str | None) -> None:
+        """``min.insync.replicas`` changed for ``topic_name`` (None: the cluster default): every
+        partition with an ELR is rebuilt against the new minimum (``_change`` reads it from the
+        write). One whose ISR is now at or above it loses its ELR, since its high watermark may
+        move on without those replicas; one still below keeps it, since its high watermark stays
+        where it stood when they left. (Kafka 4.x clears every ELR of the topic, or of the
+        cluster, with a ClearElrRecord instead.)"""
+        for view in self._latest.partitions():
+            if topic_name is not None and view.topic_name != topic_name:
+                continue
+            part = w.delta.partition(view.topic_id, view.partition_id)
+            if part is None or not part.elr:
+                continue
+            change = self._change(w, view.topic_name, view.topic_id, view.partition_id, part,
+                                  acceptable=w.delta.is_active)
+            if change is not None:
+                w.add(change)
+
+    def _change(self, w: _Write, topic_name: str, topic_id: uuid.UUID, partition_id: int,
+                part: PartitionRegistration, *, acceptable: Callable[[int], bool],
+                election: Election | None = None, **targets: Any) -> PartitionChangeRecord | None:
+        """``partition_change`` with this topic's rules: its unclean election setting (unless
+        ``election`` is given), ELR per the feature level, and its minimum ISR, all as the write
+        ``w`` leaves them."""
+        if election is None:
+            election = Election.UNCLEAN if self._unclean_enabled(topic_name) else Election.ONLINE
+        return partition_change(
+            part, topic_id=topic_id, partition_id=partition_id, acceptable=acceptable, election=election,
+            elr=w.delta.feature_level(ELR_VERSION_FEATURE) >= 1,
+            min_insync_replicas=self._min_insync_replicas(w, topic_name), **targets)
+
+    def _min_insync_replicas(self, w: _Write, topic_name: str) -> int:
+        """The topic's ``min.insync.replicas``: its override, else the cluster-level default in
+        the log, else this controller's setting (capped by the replica count in
+        ``partition_change``, as the leader caps it)."""
+        value = w.delta.topic_config(topic_name, MIN_ISR_KEY)
+        if value is None:
+            value = w.delta.cluster_config(MIN_ISR_KEY)
+        try:
+            return int(value) if value is not None else self.config.min_insync_replicas
+        except ValueError:
+            return self.config.min_insync_replicas
 
     def _unclean_enabled(self, topic_name: str) -> bool:
         return _unclean_in(self._latest.topic_configs(topic_name), self.config.unclean_leader_election_enable)
@@ -1216,6 +1450,8 @@ def _unclean_in(configs: Mapping[str, str], default: bool) -> bool:
 
 
 __all__ = [
+    "ELR_VERSION_LEVEL_MAX",
+    "METADATA_VERSION_LEVEL",
     "AnyTopicConfigs",
     "ControllerConfig",
     "ControllerResult",

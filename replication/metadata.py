@@ -4,7 +4,8 @@ What it owns. ``MetadataImage``, an immutable value holding what the committed r
 registered brokers (epoch, incarnation, rack, endpoints, fenced, in controlled shutdown), topics
 by name and by id, each partition's ``PartitionRegistration`` (replicas, ISR, leader, leader
 epoch, partition epoch, recovery state, replicas being added or removed by a reassignment, and
-the KIP-966 ELR fields, which are carried but not yet used), config overrides, finalized feature
+KIP-966's eligible leader replicas and last known ELR), config overrides (per topic, and the
+cluster-level defaults Kafka keeps under the broker resource with an empty name), finalized feature
 levels and the next producer id block. ``image.apply(records, base_offset=...)`` returns a new
 image; the old one is untouched, so a reader may hold an image while the next is built. The
 queries the broker needs (partitions a broker leads or replicates, a topic by id, the offline
@@ -72,6 +73,9 @@ RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 
 METADATA_VERSION_FEATURE = "metadata.version"
+# KIP-966's switch: level 1 turns on eligible leader replicas and unclean-shutdown detection.
+ELR_VERSION_FEATURE = "eligible.leader.replicas.version"
+CLUSTER_DEFAULT = ""  # the broker resource name of the cluster-level (default) configs
 
 TOPIC_NAME_CHARS_MAX = 249
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -349,6 +353,19 @@ class MetadataImage:
     def topic_configs(self, name: str) -> Mapping[str, str]:
         return self.configs.get((RESOURCE_TOPIC, name), _EMPTY_MAP)
 
+    def cluster_config(self, key: str) -> str | None:
+        """A cluster-level default (ConfigRecord on the broker resource named ""), or None."""
+        return self.configs.get((RESOURCE_BROKER, CLUSTER_DEFAULT), _EMPTY_MAP).get(key)
+
+    def feature_level(self, name: str) -> int:
+        """A finalized feature's level; 0 when it is not set (Kafka's "disabled")."""
+        return self.features.get(name, 0)
+
+    @property
+    def elr_enabled(self) -> bool:
+        """KIP-966's eligible leader replicas are on (``eligible.leader.replicas.version`` >= 1)."""
+        return self.feature_level(ELR_VERSION_FEATURE) >= 1
+
     def colliding_topic(self, name: str) -> str | None:
         """An existing topic whose name collides with ``name`` ('.' vs '_'), if any."""
         key = collision_key(name)
@@ -420,6 +437,22 @@ class MetadataDelta:
 
     def topic_id(self, name: str) -> uuid.UUID | None:
         return self._topic_id(name)
+
+    def feature_level(self, name: str) -> int:
+        level = self._features.get(name)
+        return self.image.feature_level(name) if level is None else level
+
+    def cluster_config(self, key: str) -> str | None:
+        return self._config_value((RESOURCE_BROKER, CLUSTER_DEFAULT), key)
+
+    def topic_config(self, name: str, key: str) -> str | None:
+        return self._config_value((RESOURCE_TOPIC, name), key)
+
+    def _config_value(self, resource: tuple[int, str], key: str) -> str | None:
+        if resource in self._configs:
+            values = self._configs[resource]
+            return None if values is None else values.get(key)
+        return self.image.configs.get(resource, _EMPTY_MAP).get(key)
 
     def has_topic(self, topic_id: uuid.UUID) -> bool:
         return self._topic(topic_id) is not None
@@ -621,6 +654,8 @@ def local_changes(old: MetadataImage, new: MetadataImage, broker_id: int) -> Loc
 
 
 __all__ = [
+    "CLUSTER_DEFAULT",
+    "ELR_VERSION_FEATURE",
     "EMPTY_IMAGE",
     "METADATA_VERSION_FEATURE",
     "RESOURCE_BROKER",

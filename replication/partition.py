@@ -51,6 +51,11 @@ Leader rules, and where each comes from
   contribution is its durable offset, not its log end (Trafka's single-node rule: a consumer
   never reads what a crash of the leader could take back); call ``maybe_advance_high_watermark``
   after a flush.
+* A leader the controller elected from the ELR (KIP-966: the ISR had emptied) is applied like
+  any other: its ISR is just itself, so the HW stays where it was (every committed record is in
+  its log: the HW stood still while the ISR was below the minimum) and acks=all is refused until
+  followers holding its HW and leader epoch start bring the ISR back to the minimum. The ELR
+  itself is the controller's; this module never sees it.
 * Follower fetch (KIP-320, KIP-279, KIP-903). The request's current leader epoch, if given,
   must equal ours: older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH; then a non-leader
   answers NOT_LEADER_OR_FOLLOWER with the leader it knows. A replica outside the assignment gets
@@ -125,6 +130,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocol.error_codes import ErrorCode
+from replication.read_replica import FollowerState
 from storage.log import AppendInfo, AppendRejected, FileSlice, PartitionLog
 
 NO_LEADER = -1
@@ -484,6 +490,16 @@ class Partition:
         """The leader's record of a follower's log end offset (-1 unknown)."""
         p = self._progress.get(replica_id)
         return p.log_end_offset if p is not None else UNKNOWN_OFFSET
+
+    def follower_states(self) -> tuple[FollowerState, ...]:
+        """As leader, what it knows of each follower from their fetches, in replica order (for
+        choosing a consumer's preferred read replica, ``replication.read_replica``); empty
+        otherwise."""
+        if self._role is not Role.LEADER:
+            return ()
+        return tuple(FollowerState(broker_id=r, in_sync=r in self._isr, log_start_offset=p.log_start_offset,
+                                   log_end_offset=p.log_end_offset, last_caught_up_time_ms=p.last_caught_up_time_ms)
+                     for r in self._replicas if (p := self._progress.get(r)) is not None)
 
     def take_effects(self) -> list[Effect]:
         """Every effect produced since the last call, oldest first."""

@@ -435,6 +435,7 @@ class _Follower:
     fetch_deadline_ms: int
     has_fetched: bool = False  # a fetch from this leader succeeded (KIP-996: refuse pre-votes)
     fetching: _SnapshotFetch | None = None  # FetchSnapshot instead of Fetch until it is installed
+    leader_hw: int = -1  # the high watermark this leader reported last (-1: not yet, or unknown to it)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -691,6 +692,20 @@ class RaftNode:
     def high_watermark(self) -> int:
         """Every offset below it is committed; never goes back while this node runs."""
         return self._hw
+
+    @property
+    def leader_high_watermark(self) -> int:
+        """The high watermark as the current leader reported it in its last answer to a fetch
+        that this node appended (the leader: its own); -1 while no leader is known, since a
+        snapshot was installed, or while the leader does not know it yet. A state machine that
+        has applied everything below it is caught up with the quorum; one that has not may hold
+        an image older than what is committed (Kafka's brokers wait for that before acting)."""
+        s = self._state
+        if isinstance(s, _Leader):
+            return self._hw
+        if isinstance(s, _Follower) and s.fetching is None:
+            return s.leader_hw
+        return -1
 
     @property
     def log_end_offset(self) -> int:
@@ -1679,6 +1694,7 @@ class RaftNode:
                 self.log.flush(now_ms=now_ms)
                 self._scan_appended(whole)
                 self._refresh_voters()
+        s.leader_hw = p.high_watermark
         if p.high_watermark >= 0:
             # Everything below our log end was just validated against this leader's log.
             self._advance_hw(min(p.high_watermark, self.log.log_end_offset))
@@ -1758,6 +1774,7 @@ class RaftNode:
         if f.partial.size_bytes < p.size:
             return
         s.fetching = None
+        s.leader_hw = -1  # the image jumps to the snapshot: caught up only after the next fetch says so
         try:
             f.partial.finish()
         except SnapshotError:

@@ -8,6 +8,9 @@ of open files for all partitions) and a ``PartitionLog`` per ``<topic>-<partitio
 Opening: if ``.kafka_cleanshutdown`` exists the previous run shut down cleanly and logs are
 opened without recovery; the marker is removed (durably) before anything is written, so a crash
 from then on is detected. Otherwise each log is recovered from its checkpointed recovery point.
+The marker is Kafka's JSON, ``{"version":0,"brokerEpoch":N}``: the broker epoch the previous run
+had when it closed (-1 if it had none), which a cluster node offers its controller as KIP-966's
+PreviousBrokerEpoch (``clean_shutdown_broker_epoch``; -1 after a crash or an unreadable marker).
 Directories named ``*-delete`` (deleted partitions) are removed.
 
 Chores (``tick``), each on its own Kafka period: retention every
@@ -44,7 +47,7 @@ from storage.checkpoint import (
 )
 from storage.config import LogConfig, LogDirConfig
 from storage.files import FileCache
-from storage.fs import FileSystem, write_atomically
+from storage.fs import FileSystem, read_whole, write_atomically
 from storage.layout import DELETE_DIR_SUFFIX, parse_partition_dir, partition_dir_name
 from storage.log import PartitionLog, SyncPlan
 
@@ -71,6 +74,7 @@ class LogManager:
         self.cache = FileCache(fs, open_files_max=dir_config.open_segments_max)
         self.logs: dict[TopicPartition, PartitionLog] = {}
         self.had_clean_shutdown = False
+        self.clean_shutdown_broker_epoch = -1  # the marker's broker epoch (-1: none, or not clean)
         self._deleted_dirs: list[tuple[int, str]] = []
         self._delete_seq = 0
         self._last_retention_ms = 0
@@ -100,6 +104,7 @@ class LogManager:
         marker = posixpath.join(log_dir, CLEAN_SHUTDOWN_MARKER)
         clean = fs.exists(marker)
         if clean:
+            mgr.clean_shutdown_broker_epoch = _marker_broker_epoch(fs, marker)
             fs.remove(marker)
             fs.sync_dir(log_dir)
         try:
@@ -115,6 +120,8 @@ class LogManager:
         except CheckpointError:
             start_offsets = {}
         mgr.had_clean_shutdown = clean
+        if not clean:
+            mgr.clean_shutdown_broker_epoch = -1
         for name in fs.listdir(log_dir):
             path = posixpath.join(log_dir, name)
             if not fs.is_dir(path):
@@ -316,11 +323,24 @@ class LogManager:
 
     # --- shutdown -----------------------------------------------------------------------------
 
-    def close(self, *, now_ms: int) -> None:
-        """Clean shutdown: flush every log, write checkpoints, close files, write the marker."""
+    def close(self, *, now_ms: int, broker_epoch: int = -1) -> None:
+        """Clean shutdown: flush every log, write checkpoints, close files, write the marker with
+        ``broker_epoch`` (the epoch this run registered with; -1 for none)."""
         for log in self.logs.values():
             log.close(now_ms=now_ms)
         self.write_checkpoints()
         write_atomically(
-            self.fs, self._path(CLEAN_SHUTDOWN_MARKER), json.dumps({"version": 0, "brokerEpoch": -1}).encode()
+            self.fs, self._path(CLEAN_SHUTDOWN_MARKER),
+            json.dumps({"version": 0, "brokerEpoch": broker_epoch}).encode(),
         )
+
+
+def _marker_broker_epoch(fs: FileSystem, path: str) -> int:
+    """The broker epoch in a clean-shutdown marker; -1 if it has none or cannot be read (Kafka's
+    CleanShutdownFileHandler reads an old empty marker, or a broken one, the same way)."""
+    try:
+        content = json.loads(read_whole(fs, path) or b"{}")
+        epoch = content.get("brokerEpoch", -1) if isinstance(content, dict) else -1
+        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else -1
+    except (OSError, ValueError):
+        return -1

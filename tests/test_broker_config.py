@@ -118,6 +118,7 @@ DEVIATIONS = {
     "transaction.state.log.replication.factor": ("1", "3"),
     "transaction.state.log.min.isr": ("1", "2"),
     "group.coordinator.rebalance.protocols": ("classic,consumer", "classic"),
+    "eligible.leader.replicas.enable": ("true", "false"),
 }
 
 
@@ -381,7 +382,7 @@ def test_refused_kafka_keys_say_why() -> None:
     with pytest.raises(ConfigError, match="no ZooKeeper"):
         cfg(zookeeper__connect="localhost:2181")
     with pytest.raises(ConfigError, match="Java"):
-        cfg(replica__selector__class="org.apache.kafka.common.replica.RackAwareReplicaSelector")
+        cfg(client__quota__callback__class="com.example.Quota")
     with pytest.raises(ConfigError, match="topic-level .* log.retention.ms"):
         cfg(retention__ms="1000")
     with pytest.raises(ConfigError, match="KRaft"):
@@ -390,6 +391,19 @@ def test_refused_kafka_keys_say_why() -> None:
         cfg(authorizer__class__name="kafka.security.authorizer.AclAuthorizer")
     with pytest.raises(ConfigError, match="tiered storage"):
         cfg(remote__log__storage__system__enable="true")
+
+
+def test_replica_selector_class_is_unset_or_kafkas_rack_aware_selector() -> None:
+    """KIP-392's replica.selector.class: unset (Kafka's null default: leaders only) or the name
+    of Kafka's built-in rack-aware selector; any other class, and an empty value (Kafka fails to
+    load the class ""), is refused at startup, naming the one accepted."""
+    assert cfg().get_str("replica.selector.class") is None
+    rack_aware = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+    assert cfg(replica__selector__class=rack_aware).get_str("replica.selector.class") == rack_aware
+    for bad in ("org.apache.kafka.common.replica.LeaderSelector", "RackAwareReplicaSelector", "",
+                "com.example.MySelector"):
+        with pytest.raises(ConfigError, match=f"replica.selector.class: .*cannot load Java .*{rack_aware}"):
+            cfg(replica__selector__class=bad)
 
 
 @pytest.mark.parametrize(("key", "value", "reason"), [

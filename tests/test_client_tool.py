@@ -28,9 +28,11 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -657,3 +659,43 @@ def test_cli_dump_log(broker: BrokerProcess, tmp_path: Path) -> None:
     assert f"position: {first_size} trailing: 30 bytes" in out and "Batches: 1 " in out
 
     assert "No such file" in fails("dump-log", str(tmp_path / "missing.log"))
+
+
+async def test_topics_describe_shows_the_eligible_leader_replicas() -> None:
+    """``trafka topics describe`` adds KIP-966's Elr and LastKnownElr to a partition that has
+    them (from DescribeTopicPartitions), and leaves the line as it was otherwise, or when the
+    broker does not serve DescribeTopicPartitions."""
+    from broker import tool
+    from broker.client import ClusterMetadata, PartitionInfo, TopicInfo
+
+    info = TopicInfo("t", uuid.UUID(int=5), False, (
+        PartitionInfo(0, 1, 3, (1, 2, 3), (1,)),
+        PartitionInfo(1, -1, 4, (1, 2, 3), (), offline=(1, 2)),
+        PartitionInfo(2, 2, 1, (2, 3, 1), (2, 3, 1))))
+
+    class FakeClient:
+        def __init__(self, elrs: Any) -> None:
+            self.elrs = elrs
+
+        async def metadata(self, topics: Any) -> ClusterMetadata:
+            return ClusterMetadata(topics={"t": info})
+
+        async def describe_configs(self, resources: Any) -> list[Any]:
+            raise UnsupportedVersion("no configs here")
+
+        async def eligible_leader_replicas(self, topics: Any) -> Any:
+            if isinstance(self.elrs, Exception):
+                raise self.elrs
+            return self.elrs
+
+    out = io.StringIO()
+    await tool._describe(FakeClient({("t", 0): ((2, 3), ()), ("t", 1): ((3,), (1,)), ("t", 2): ((), ())}),
+                         "t", False, out)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "\tTopic: t\tPartition: 0\tLeader: 1\tReplicas: 1,2,3\tIsr: 1\tElr: 2,3\tLastKnownElr: "
+    assert lines[2] == ("\tTopic: t\tPartition: 1\tLeader: none\tReplicas: 1,2,3\tIsr: \tElr: 3\tLastKnownElr: 1"
+                        "\tOffline: 1,2")
+    assert lines[3] == "\tTopic: t\tPartition: 2\tLeader: 2\tReplicas: 2,3,1\tIsr: 2,3,1"
+    out = io.StringIO()
+    await tool._describe(FakeClient(UnsupportedVersion("no DescribeTopicPartitions")), "t", False, out)
+    assert "Elr" not in out.getvalue() and len(out.getvalue().splitlines()) == 4

@@ -1,4 +1,5 @@
-"""ApiVersions, Metadata and DescribeCluster: what the broker serves and what the cluster holds."""
+"""ApiVersions, Metadata, DescribeTopicPartitions and DescribeCluster: what the broker serves and
+what the cluster holds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from protocol.messages import ApiKey
 from protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from protocol.messages.describe_cluster import DescribeClusterRequest, DescribeClusterResponse
+from protocol.messages.describe_topic_partitions import (
+    DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse,
+)
 from protocol.messages.metadata import MetadataRequest, MetadataResponse
 from protocol.primitives import ZERO_UUID
 from replication.metadata import topic_name_error
@@ -151,6 +156,78 @@ async def metadata(ctx: RequestContext, req: MetadataRequest) -> MetadataRespons
         cluster_authorized_operations=(CLUSTER_AUTHORIZED_OPERATIONS if req.include_cluster_authorized_operations
                                        else AUTHORIZED_OPERATIONS_OMITTED),
     )
+
+
+@route(ApiKey.DESCRIBE_TOPIC_PARTITIONS, 0, 0)
+async def describe_topic_partitions(ctx: RequestContext,
+                                    req: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse:
+    """KIP-966's describe (Kafka's DescribeTopicPartitionsRequestHandler): Metadata's partition view
+    plus each partition's eligible leader replicas and last known ELR, topics in name order from the
+    cursor, at most ``min(ResponsePartitionLimit, max.request.partition.size.limit)`` partitions,
+    with ``NextCursor`` where the next page starts. Named topics that do not exist are listed with
+    an error; asking for every topic lists the existing ones only."""
+    b = ctx.broker
+    cursor = req.cursor
+    start = cursor.topic_name if cursor is not None else ""
+    fetch_all = not req.topics
+    names = sorted({t.name for t in b.topics} if fetch_all else {t.name for t in req.topics})
+    names = [n for n in names if n >= start]
+    if (cursor is not None and not fetch_all and cursor.topic_name not in names) or (
+            cursor is not None and cursor.partition_index < 0):
+        # Kafka throws InvalidRequestException: every topic asked for carries the error.
+        return DescribeTopicPartitionsResponse(topics=[
+            DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic(
+                error_code=ErrorCode.INVALID_REQUEST, name=t.name) for t in req.topics])
+    remaining = max(1, min(b.config.max_request_partition_size_limit, req.response_partition_limit))
+    out = DescribeTopicPartitionsResponse()
+    for name in names:
+        if remaining == 0:
+            out.next_cursor = DescribeTopicPartitionsResponse.Cursor(topic_name=name, partition_index=0)
+            break
+        topic = b.topics.get(name)
+        if topic is None:
+            if not fetch_all:
+                error = ErrorCode.INVALID_TOPIC_EXCEPTION if topic_name_error(name) else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                out.topics.append(DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic(
+                    error_code=error, name=name, is_internal=False))
+            continue
+        first = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
+        partitions = _described_partitions(ctx, topic)
+        page = [p for p in partitions if p.partition_index >= first][:remaining]
+        out.topics.append(DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic(
+            error_code=ErrorCode.NONE, name=name, topic_id=topic.topic_id, is_internal=topic.is_internal,
+            partitions=page, topic_authorized_operations=TOPIC_AUTHORIZED_OPERATIONS))
+        remaining -= len(page)
+        after = [p for p in partitions if p.partition_index >= first][len(page):]
+        if after:
+            out.next_cursor = DescribeTopicPartitionsResponse.Cursor(topic_name=name,
+                                                                     partition_index=after[0].partition_index)
+            break
+    return out
+
+
+def _described_partitions(ctx: RequestContext, topic: Topic
+                          ) -> list[DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition]:
+    """A topic's partitions for DescribeTopicPartitions: in a cluster as the metadata image has them
+    (with the ELR fields); on a single node, this node leads each, alone."""
+    b = ctx.broker
+    described = DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponsePartition
+    if b.cluster is None:
+        out = []
+        for p in range(topic.partitions):
+            state = b.partition(topic.name, p)
+            out.append(described(error_code=ErrorCode.NONE, partition_index=p, leader_id=b.node_id,
+                                 leader_epoch=state.leader_epoch if state is not None else 0,
+                                 replica_nodes=[b.node_id], isr_nodes=[b.node_id], eligible_leader_replicas=[],
+                                 last_known_elr=[], offline_replicas=[]))
+        return out
+    image = b.cluster.image
+    t = image.topic(topic.name)
+    return [described(error_code=ErrorCode.NONE, partition_index=pid, leader_id=reg.leader,
+                      leader_epoch=reg.leader_epoch, replica_nodes=list(reg.replicas), isr_nodes=list(reg.isr),
+                      eligible_leader_replicas=list(reg.elr), last_known_elr=list(reg.last_known_elr),
+                      offline_replicas=list(image.offline_replicas(reg)))
+            for pid, reg in (sorted(t.partitions.items()) if t is not None else ())]
 
 
 async def _auto_create_in_cluster(ctx: RequestContext, name: str) -> None:

@@ -4,7 +4,7 @@ changes an admin client asks for (AddRaftVoter, RemoveRaftVoter: carried out by 
 leader, to which another node forwards them), and the
 controller's (BrokerRegistration, BrokerHeartbeat, UnregisterBroker, AlterPartition,
 AllocateProducerIds), and the admin requests only a cluster can carry out (ElectLeaders,
-AlterPartitionReassignments, ListPartitionReassignments).
+AlterPartitionReassignments, ListPartitionReassignments, UpdateFeatures).
 
 Each hands the request to the node's ``broker.cluster.ClusterNode``. A node that is not part of a
 cluster (the single-node default) answers these with an error (INVALID_REQUEST for the quorum
@@ -39,6 +39,7 @@ from protocol.messages.list_partition_reassignments import (
 )
 from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest
 from protocol.messages.unregister_broker import UnregisterBrokerRequest
+from protocol.messages.update_features import UpdateFeaturesRequest
 from protocol.messages.vote import VoteRequest
 from replication.controller import QuorumController
 
@@ -189,3 +190,12 @@ async def list_partition_reassignments(ctx: RequestContext, req: ListPartitionRe
     if node is None:
         return ListPartitionReassignmentsResponse(topics=[])  # nothing ever moves on a single node
     return await _admin(ctx, req, lambda c: c.handle_list_partition_reassignments(req), ErrorCode.NONE)
+
+
+@route(ApiKey.UPDATE_FEATURES, 0, 2)
+async def update_features(ctx: RequestContext, req: UpdateFeaturesRequest) -> Message:
+    """kafka-features upgrade/downgrade; only eligible.leader.replicas.version can change (KIP-966).
+    A single node has no finalized features: INVALID_REQUEST."""
+    version = ctx.api_version
+    return await _admin(ctx, req, lambda c: c.handle_update_features(req, version=version),
+                        ErrorCode.INVALID_REQUEST)

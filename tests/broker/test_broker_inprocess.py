@@ -38,6 +38,10 @@ from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsRes
 from protocol.messages.delete_records import DeleteRecordsRequest, DeleteRecordsResponse
 from protocol.messages.delete_topics import DeleteTopicsRequest, DeleteTopicsResponse
 from protocol.messages.describe_acls import DescribeAclsRequest, DescribeAclsResponse
+from protocol.messages.describe_topic_partitions import (
+    DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse,
+)
 from protocol.messages.fetch import FetchRequest, FetchResponse
 from protocol.messages.init_producer_id import InitProducerIdRequest, InitProducerIdResponse
 from protocol.messages.list_offsets import ListOffsetsRequest, ListOffsetsResponse
@@ -212,6 +216,46 @@ async def test_metadata_all_topics_and_topic_ids(autojump_clock):
             req = MetadataRequest(topics=[MetadataRequest.MetadataRequestTopic(topic_id=a.topic_id, name=None)])
             md = await c.request(req, 12)
             assert [(t.name, t.error_code) for t in md.topics] == [("alpha", E.NONE)]
+
+
+async def test_describe_topic_partitions_pages_with_a_cursor(autojump_clock):
+    """DescribeTopicPartitions (KIP-966's describe): topics in name order, at most the partition
+    limit per response, and a NextCursor where the next page starts; named topics that do not
+    exist carry an error; a cursor naming a topic not asked for is INVALID_REQUEST."""
+    async with serving(make_broker()) as h:
+        c = h.connect()
+        with trio.fail_after(TIMEOUT_S):
+            a = await create_ok(c, "alpha", 3)
+            await create_ok(c, "beta", 2)
+            DTP = DescribeTopicPartitionsRequest
+
+            async def page(limit: int, cursor: tuple[str, int] | None, names: list[str] | None = None
+                           ) -> DescribeTopicPartitionsResponse:
+                req = DTP(topics=[DTP.TopicRequest(name=n) for n in names or []], response_partition_limit=limit,
+                          cursor=DTP.Cursor(topic_name=cursor[0], partition_index=cursor[1]) if cursor else None)
+                return await c.request(req, 0)
+
+            seen: list[tuple[str, int]] = []
+            cursor: tuple[str, int] | None = None
+            for _ in range(10):
+                resp = await page(2, cursor)
+                for t in resp.topics:
+                    assert t.error_code == E.NONE
+                    for p in t.partitions:
+                        assert (p.leader_id, p.isr_nodes, p.eligible_leader_replicas, p.last_known_elr) == (
+                            h.broker.node_id, [h.broker.node_id], [], [])
+                        seen.append((t.name, p.partition_index))
+                assert sum(len(t.partitions) for t in resp.topics) <= 2
+                if resp.next_cursor is None:
+                    break
+                cursor = (resp.next_cursor.topic_name, resp.next_cursor.partition_index)
+            assert seen == [("alpha", 0), ("alpha", 1), ("alpha", 2), ("beta", 0), ("beta", 1)]
+            whole = await page(2000, None, ["beta", "nope", "alpha"])
+            assert [(t.name, t.error_code) for t in whole.topics] == [
+                ("alpha", E.NONE), ("beta", E.NONE), ("nope", E.UNKNOWN_TOPIC_OR_PARTITION)]
+            assert whole.topics[0].topic_id == a.topic_id and whole.next_cursor is None
+            bad = await page(10, ("zeta", 0), ["alpha"])
+            assert [(t.name, t.error_code) for t in bad.topics] == [("alpha", E.INVALID_REQUEST)]
 
 
 async def test_metadata_auto_create_on(autojump_clock):

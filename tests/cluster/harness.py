@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,9 +66,15 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, base: Path, nodes: int = 3, overrides: tuple[str, ...] = ()) -> None:
+    """``overrides`` apply to every node, then ``node_overrides[i]`` to node ``i`` (e.g. its
+    ``broker.rack``); ``log_level`` is every node's ``--log-level``."""
+
+    def __init__(self, base: Path, nodes: int = 3, overrides: tuple[str, ...] = (),
+                 node_overrides: Mapping[int, tuple[str, ...]] | None = None, log_level: str = "INFO") -> None:
         self.base = base
         self.overrides = overrides
+        self.node_overrides = dict(node_overrides or {})
+        self.log_level = log_level
         self.nodes: dict[int, Node] = {}
         ports = free_ports(2 * nodes)
         for i in range(1, nodes + 1):
@@ -91,8 +98,9 @@ class Cluster:
             f"log.dirs={node.data_dir}",
             f"default.replication.factor={min(3, len(self.nodes))}",
             *self.overrides,
+            *self.node_overrides.get(node.node_id, ()),
         ]
-        args = [sys.executable, "-m", "broker", "serve"]
+        args = [sys.executable, "-m", "broker", "serve", "--log-level", self.log_level]
         for p in props:
             args += ["--override", p]
         return args

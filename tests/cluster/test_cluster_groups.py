@@ -201,7 +201,9 @@ def _committed(bootstrap: str) -> dict[int, int]:
             try:
                 tps = reader.committed([confluent_kafka.TopicPartition(TOPIC, p) for p in range(PARTITIONS)],
                                        timeout=10)
-                return {tp.partition: tp.offset for tp in tps if tp.error is None and tp.offset >= 0}
+                if any(tp.error is not None for tp in tps):  # e.g. the new coordinator still loading
+                    raise confluent_kafka.KafkaException(next(tp.error for tp in tps if tp.error is not None))
+                return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
             except confluent_kafka.KafkaException:
                 assert time.monotonic() - started < DEADLINE_S, "the committed offsets could not be read"
                 time.sleep(0.2)

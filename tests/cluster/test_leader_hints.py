@@ -1,8 +1,10 @@
-"""KIP-951 against a real three-node cluster: a Produce (v10+) or Fetch (v16+) sent to a broker
-that does not lead the partition is answered NOT_LEADER_OR_FOLLOWER (or FENCED_LEADER_EPOCH for a
-fetch naming an older leader epoch) together with the current leader and epoch and that leader's
-endpoint, the one Metadata lists, so a client can retry there without asking Metadata first.
-Older versions carry neither; nor do UNKNOWN_LEADER_EPOCH answers and the leader's own."""
+"""KIP-951 against a real three-node cluster: a Produce (v10+) sent to a broker that does not lead
+the partition, or a Fetch (v16+) sent to one that holds no replica of it, is answered
+NOT_LEADER_OR_FOLLOWER (or FENCED_LEADER_EPOCH for a fetch naming an older leader epoch) together
+with the current leader and epoch and that leader's endpoint, the one Metadata lists, so a client
+can retry there without asking Metadata first. Older versions carry neither; nor do
+UNKNOWN_LEADER_EPOCH answers and the leader's own. A follower serves a consumer's Fetch v11+
+itself (KIP-392, as Kafka does), so it names no leader; below v11 it refuses it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from protocol.records import NewRecord, build_batch
 from tests.cluster.harness import Cluster
 
 TOPIC = "hints"
+SOLO = "hints-solo"  # one replica: the other live node holds none
 
 
 def _produce(partition: int) -> ProduceRequest:
@@ -28,10 +31,10 @@ def _produce(partition: int) -> ProduceRequest:
             ProduceRequest.PartitionProduceData(index=partition, records=records)])])
 
 
-def _fetch(topic_id: object, partition: int, current_leader_epoch: int) -> FetchRequest:
+def _fetch(topic_id: object, partition: int, current_leader_epoch: int, topic: str = TOPIC) -> FetchRequest:
     return FetchRequest(replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, isolation_level=0,
                         session_id=0, session_epoch=-1, topics=[FetchRequest.FetchTopic(
-                            topic=TOPIC, topic_id=topic_id, partitions=[FetchRequest.FetchPartition(
+                            topic=topic, topic_id=topic_id, partitions=[FetchRequest.FetchPartition(
                                 partition=partition, current_leader_epoch=current_leader_epoch, fetch_offset=0,
                                 partition_max_bytes=1 << 20)])])  # type: ignore[arg-type]
 
@@ -48,7 +51,7 @@ async def _create(bootstrap: str) -> int:
                 await trio.sleep(0.2)
 
 
-async def _check(bootstrap: str) -> None:
+async def _check(bootstrap: str, stopped: int) -> None:
     async with open_client(bootstrap) as client:
         with trio.fail_after(30):
             while True:  # the first leader stopped: a new one, in a later leader epoch
@@ -58,7 +61,8 @@ async def _check(bootstrap: str) -> None:
                     break
                 await trio.sleep(0.2)
         leader = meta.brokers[p.leader]
-        follower = next(n for n in sorted(meta.brokers) if n != p.leader)
+        # (the stopped node may be listed until its session times out: not it)
+        follower = next(n for n in sorted(meta.brokers) if n not in (p.leader, stopped))
         topic_id = meta.topics[TOPIC].topic_id
         conn = await client.node_connection(follower)
 
@@ -71,14 +75,13 @@ async def _check(bootstrap: str) -> None:
         old = await conn.request(_produce(0), ProduceResponse, api_version=9)
         assert old.responses[0].partition_responses[0].current_leader.leader_id == -1 and not old.node_endpoints
 
-        for epoch, error in ((p.leader_epoch, ErrorCode.NOT_LEADER_OR_FOLLOWER),
-                             (-1, ErrorCode.NOT_LEADER_OR_FOLLOWER)):
+        for epoch in (p.leader_epoch, -1):  # KIP-392: the follower serves it
             fr = await conn.request(_fetch(topic_id, 0, epoch), FetchResponse, api_version=17)
             part = fr.responses[0].partitions[0]
-            assert part.error_code == error, part
-            assert (part.current_leader.leader_id, part.current_leader.leader_epoch) == (p.leader, p.leader_epoch)
-            assert [(e.node_id, e.host, e.port) for e in fr.node_endpoints] == [(leader.node_id, leader.host,
-                                                                                  leader.port)], fr
+            assert part.error_code == ErrorCode.NONE and part.current_leader.leader_id == -1, part
+            assert not fr.node_endpoints, fr
+        old_fetch = await conn.request(_fetch(topic_id, 0, p.leader_epoch), FetchResponse, api_version=10)
+        assert old_fetch.responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER, old_fetch
         fr = await conn.request(_fetch(topic_id, 0, p.leader_epoch - 1), FetchResponse, api_version=17)
         part = fr.responses[0].partitions[0]
         assert part.error_code == ErrorCode.FENCED_LEADER_EPOCH, part
@@ -87,6 +90,29 @@ async def _check(bootstrap: str) -> None:
         part = fr.responses[0].partitions[0]
         assert part.error_code == ErrorCode.UNKNOWN_LEADER_EPOCH and part.current_leader.leader_id == -1, part
         assert not fr.node_endpoints, fr
+
+        await client.create_topics([NewTopic(SOLO, 1, 1)])
+        with trio.fail_after(30):
+            while True:
+                meta = await client.metadata([SOLO])
+                solo = meta.partition(SOLO, 0)
+                if solo is not None and solo.leader >= 0:
+                    break
+                await trio.sleep(0.2)
+        holder = meta.brokers[solo.leader]
+        other = next(n for n in sorted(meta.brokers) if n not in (solo.leader, stopped))
+        with trio.fail_after(30):
+            while True:  # until the other node's metadata has the topic too
+                fr = await (await client.node_connection(other)).request(
+                    _fetch(meta.topics[SOLO].topic_id, 0, solo.leader_epoch, SOLO), FetchResponse, api_version=17)
+                part = fr.responses[0].partitions[0]
+                if part.error_code not in (ErrorCode.UNKNOWN_TOPIC_ID, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION):
+                    break
+                await trio.sleep(0.2)
+        assert part.error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER, part
+        assert (part.current_leader.leader_id, part.current_leader.leader_epoch) == (solo.leader, solo.leader_epoch)
+        assert [(e.node_id, e.host, e.port) for e in fr.node_endpoints] == [(holder.node_id, holder.host,
+                                                                              holder.port)], fr
 
         lead = await client.node_connection(p.leader)
         ok = await lead.request(_produce(0), ProduceResponse, api_version=11)
@@ -103,4 +129,4 @@ def test_not_leader_answers_name_the_leader_and_its_endpoint(tmp_path: Path) -> 
         first = trio.run(_create, cluster.bootstrap)
         assert cluster.terminate(first) == 0  # a controlled shutdown: leadership moves, epoch + 1
         # (the stopped node's proxy still accepts connections: leave it out)
-        trio.run(_check, ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != first))
+        trio.run(_check, ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != first), first)

@@ -36,6 +36,7 @@ from protocol.messages.elect_leaders import ElectLeadersRequest
 from protocol.messages.incremental_alter_configs import IncrementalAlterConfigsRequest
 from protocol.messages.list_partition_reassignments import ListPartitionReassignmentsRequest
 from protocol.messages.unregister_broker import UnregisterBrokerRequest
+from protocol.messages.update_features import UpdateFeaturesRequest
 from replication.controller import (
     AnyTopicConfigs,
     ControllerConfig,
@@ -121,12 +122,14 @@ class Cluster:
     # --- brokers ---
 
     def register(self, broker_id: int, *, rack: str | None = None, incarnation: int | None = None,
-                 features: Sequence[tuple[str, int, int]] = ()) -> BrokerRegistrationResponse:
+                 features: Sequence[tuple[str, int, int]] = (), previous_epoch: int = -1
+                 ) -> BrokerRegistrationResponse:
         req = BrokerRegistrationRequest(
             broker_id=broker_id, cluster_id=CLUSTER_ID,
             incarnation_id=uuid.UUID(int=incarnation if incarnation is not None else broker_id),
             listeners=[BrokerRegistrationRequest.Listener("PLAINTEXT", f"b{broker_id}", 9092, 0)],
-            features=[BrokerRegistrationRequest.Feature(n, lo, hi) for n, lo, hi in features], rack=rack)
+            features=[BrokerRegistrationRequest.Feature(n, lo, hi) for n, lo, hi in features], rack=rack,
+            previous_broker_epoch=previous_epoch)
         resp = self.run(self.c.handle_broker_registration(req, now_ms=self.now))
         if resp.error_code == ErrorCode.NONE:
             self.epochs[broker_id] = resp.broker_epoch
@@ -230,7 +233,8 @@ def roundtrip(msg: Message, versions: range) -> None:
 
 
 def test_an_empty_log_is_bootstrapped_with_the_metadata_version() -> None:
-    c = QuorumController(ControllerConfig(cluster_id=CLUSTER_ID), rng=random.Random(1))
+    c = QuorumController(ControllerConfig(cluster_id=CLUSTER_ID, eligible_leader_replicas_version=0),
+                         rng=random.Random(1))
     result = c.become_active(next_write_offset=5, now_ms=0)
     assert result.records == (FeatureLevelRecord("metadata.version", 21),)
     assert result.reply_after_offset == 5 and c.next_write_offset == 6
@@ -238,6 +242,21 @@ def test_an_empty_log_is_bootstrapped_with_the_metadata_version() -> None:
     c.handle_commit(base_offset=5, records=result.records)
     # A second activation over a bootstrapped log writes nothing more.
     assert c.become_active(next_write_offset=6, now_ms=0).records == ()
+
+
+def test_a_new_cluster_starts_with_eligible_leader_replicas_on() -> None:
+    """Kafka 4.1's default for a new cluster: eligible.leader.replicas.version 1; and with it the
+    cluster-level min.insync.replicas in the log, from the controller's own setting."""
+    c = QuorumController(ControllerConfig(cluster_id=CLUSTER_ID, min_insync_replicas=2), rng=random.Random(1))
+    result = c.become_active(next_write_offset=0, now_ms=0)
+    assert result.records == (FeatureLevelRecord("metadata.version", 21),
+                              FeatureLevelRecord("eligible.leader.replicas.version", 1),
+                              ConfigRecord(4, "", "min.insync.replicas", "2"))
+    image = c.latest_image
+    assert image.elr_enabled and image.cluster_config("min.insync.replicas") == "2"
+    c.resign()
+    c.handle_commit(base_offset=0, records=result.records)
+    assert c.become_active(next_write_offset=3, now_ms=0).records == ()
 
 
 def test_a_standby_answers_not_controller_to_everything() -> None:
@@ -710,7 +729,8 @@ def test_a_broker_in_controlled_shutdown_never_becomes_leader() -> None:
 
 
 def test_last_replica_standing_through_the_controller() -> None:
-    cluster = three()
+    """Without ELR (Kafka 3.9's rule) the last ISR member stays in the ISR and leads again."""
+    cluster = three(eligible_leader_replicas_version=0)
     cluster.create("t", assignments={0: [1, 2]})
     cluster.heartbeat(2, want_fence=True)  # broker 2 goes: ISR [1]
     assert cluster.part("t").isr == (1,)
@@ -763,6 +783,397 @@ def test_unclean_election_from_the_broker_config() -> None:
     cluster.heartbeat(2)
     cluster.heartbeat(1, want_fence=True)
     assert cluster.part("u").leader == 2
+
+
+# --- eligible leader replicas (KIP-966) ---------------------------------------------------------------
+
+
+ELR_CASES = [
+    # case, isr, elr, last known, leader, target ISR, alive, election, min ISR, unclean shutdown,
+    # -> leader (NO_LEADER_CHANGE: unchanged), ISR, ELR, last known (None: unchanged), recovering
+    ("below the minimum the member leaving the ISR enters the ELR", (1, 2, 3), (), (), 1, (1, 2), {1, 2, 3},
+     Election.ONLINE, 3, (), NO_LEADER_CHANGE, (1, 2), (3,), None, False),
+    ("one that left at the minimum stays out: the HW moved on without it", (1, 2), (), (), 1, (1,), {1, 2, 3},
+     Election.ONLINE, 2, (), NO_LEADER_CHANGE, (1,), (2,), None, False),
+    ("back at the minimum the ELR is cleared", (1,), (2, 3), (), 1, (1, 2), {1, 2, 3},
+     Election.ONLINE, 2, (), NO_LEADER_CHANGE, (1, 2), (), None, False),
+    ("a member rejoining below the minimum leaves the ELR", (1,), (2, 3), (), 1, (1, 2), {1, 2, 3},
+     Election.ONLINE, 3, (), NO_LEADER_CHANGE, (1, 2), (3,), None, False),
+    ("the ISR's last member goes: an acceptable ELR member leads and is the ISR", (1,), (2, 3), (), 1, (),
+     {3}, Election.ONLINE, 2, (), 3, (3,), (1, 2), None, False),
+    ("no acceptable ELR member: leaderless, the ISR empty, the last leader remembered", (1,), (2, 3), (), 1, (),
+     set(), Election.ONLINE, 2, (), NO_LEADER, (), (1, 2, 3), (1,), False),
+    ("a replica back from an unclean shutdown never joins the ELR", (1,), (3,), (), 1, (), {3},
+     Election.ONLINE, 2, (1,), 3, (3,), (), None, False),
+    ("the minimum is capped by the replica count", (1, 2, 3), (), (), 1, (1, 2), {1, 2, 3},
+     Election.ONLINE, 5, (), NO_LEADER_CHANGE, (1, 2), (3,), None, False),
+    ("ISR and ELR empty: the last known leader leads, as an unclean election", (), (), (1,), NO_LEADER, (),
+     {1, 2}, Election.ONLINE, 2, (), 1, (1,), None, (), True),
+    ("a fenced last known leader is not elected", (), (), (1,), NO_LEADER, (), {2, 3}, Election.ONLINE, 2, (),
+     NO_LEADER_CHANGE, None, None, None, False),
+    ("unclean on: an alive ELR member before an out-of-sync replica", (1,), (2,), (), 1, (), {2, 3},
+     Election.UNCLEAN, 2, (), 2, (2,), (1,), None, False),
+    ("unclean on, no acceptable ISR or ELR member: an out-of-sync replica, ELR cleared", (1,), (2,), (), 1, (),
+     {3}, Election.UNCLEAN, 2, (), 3, (3,), (), None, True),
+    ("a new leader clears the last known leader", (), (2,), (1,), NO_LEADER, (), {2}, Election.ONLINE, 2, (),
+     2, (2,), (), (), False),
+    ("preferred: an ELR member may lead a partition with an empty ISR", (), (1, 3), (2,), NO_LEADER, (),
+     {1, 2, 3}, Election.PREFERRED, 2, (), 1, (1,), (3,), (), False),
+]
+
+
+@pytest.mark.parametrize(
+    "case, isr, elr, last_known, leader, target, alive, election, min_isr, unclean_shutdown, "
+    "expect_leader, expect_isr, expect_elr, expect_last_known, recovering",
+    ELR_CASES, ids=[c[0] for c in ELR_CASES])
+def test_elr_election_table(case: str, isr: tuple[int, ...], elr: tuple[int, ...], last_known: tuple[int, ...],
+                            leader: int, target: tuple[int, ...], alive: set[int], election: Election, min_isr: int,
+                            unclean_shutdown: tuple[int, ...], expect_leader: int,
+                            expect_isr: tuple[int, ...] | None, expect_elr: tuple[int, ...] | None,
+                            expect_last_known: tuple[int, ...] | None, recovering: bool) -> None:
+    part = PartitionRegistration(replicas=(1, 2, 3), isr=isr, leader=leader, leader_epoch=4, partition_epoch=9,
+                                 elr=elr, last_known_elr=last_known)
+    change = partition_change(part, topic_id=T, partition_id=0, acceptable=alive.__contains__, election=election,
+                              target_isr=target, elr=True, min_insync_replicas=min_isr,
+                              unclean_shutdown=unclean_shutdown)
+    if expect_leader == NO_LEADER_CHANGE and expect_isr is None and expect_elr is None:
+        assert change is None
+        return
+    assert change is not None
+    assert (change.leader, change.isr, change.elr, change.last_known_elr) == (
+        expect_leader, expect_isr, expect_elr, expect_last_known)
+    after = part.merge(change)
+    assert not set(after.isr) & set(after.elr) and set(after.elr) <= set(after.replicas)
+    assert after.leader_recovery_state == (RECOVERING if recovering else RECOVERED)
+    assert after.leader == NO_LEADER or after.leader in after.isr
+    assert decode_record(encode_record(change)) == change
+
+
+def test_without_elr_the_elr_fields_are_never_set_and_stale_ones_are_cleared() -> None:
+    part = PartitionRegistration(replicas=(1, 2, 3), isr=(1, 2), leader=1)
+    change = partition_change(part, topic_id=T, partition_id=0, acceptable=lambda b: True, target_isr=[1],
+                              min_insync_replicas=2)
+    assert change is not None and (change.isr, change.elr, change.last_known_elr) == ((1,), None, None)
+    stale = PartitionRegistration(replicas=(1, 2, 3), isr=(1,), leader=1, elr=(2,), last_known_elr=(3,))
+    change = partition_change(stale, topic_id=T, partition_id=0, acceptable=lambda b: True, target_isr=[1])
+    assert change is not None and (change.elr, change.last_known_elr) == ((), ())
+
+
+def elr_cluster(min_isr: int = 2, **config: Any) -> Cluster:
+    """Three brokers, ELR on (the default), ``min.insync.replicas`` as given, topic t on 1, 2, 3."""
+    cluster = three(min_insync_replicas=min_isr, **config)
+    cluster.create("t", assignments={0: [1, 2, 3]})
+    return cluster
+
+
+def test_shrinking_below_the_minimum_fills_the_elr_and_rejoining_empties_it() -> None:
+    cluster = elr_cluster(min_isr=2)
+    assert alter_error(cluster.alter_isr(1, "t", 0, [1, 2])) == ErrorCode.NONE
+    p = cluster.part("t")
+    assert (p.isr, p.elr) == ((1, 2), ())  # at the minimum: the high watermark moves on without 3
+    assert alter_error(cluster.alter_isr(1, "t", 0, [1])) == ErrorCode.NONE
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr, p.leader_epoch) == (1, (1,), (2,), 0)  # 3 left earlier: not eligible
+    record = cluster.log[-1]
+    assert isinstance(record, PartitionChangeRecord) and record.elr == (2,)
+    assert encode_record(record)[2] == 2  # the ELR needs PartitionChangeRecord version 2
+    assert alter_error(cluster.alter_isr(1, "t", 0, [1, 3])) == ErrorCode.NONE
+    p = cluster.part("t")
+    assert (p.isr, p.elr) == ((1, 3), ())  # back at the minimum
+
+
+def test_fencing_the_last_isr_member_elects_from_the_elr() -> None:
+    cluster = elr_cluster(min_isr=2)
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    cluster.heartbeat(2, want_fence=True)  # the ISR falls below the minimum: 2 enters the ELR
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr) == (1, (1,), (2,))
+    cluster.heartbeat(1, want_fence=True)  # the last ISR member goes; the ELR member is fenced too
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr, p.last_known_elr) == (NO_LEADER, (), (1, 2), (1,))
+    cluster.heartbeat(3)  # an out-of-sync replica: no unclean election
+    assert cluster.part("t").leader == NO_LEADER
+    cluster.heartbeat(2)  # an ELR member is back: it leads, and is the ISR
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr, p.last_known_elr, p.leader_recovery_state) == (2, (2,), (1,), (), RECOVERED)
+    assert p.leader_epoch == 2
+
+
+def test_an_elr_member_that_is_fenced_stays_eligible() -> None:
+    cluster = elr_cluster(min_isr=3)
+    cluster.alter_isr(1, "t", 0, [1])
+    assert cluster.part("t").elr == (2, 3)
+    cluster.heartbeat(3, want_fence=True)
+    assert cluster.part("t").elr == (2, 3)
+    cluster.heartbeat(1, want_fence=True)  # 2 is the only acceptable ELR member
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr) == (2, (2,), (1, 3))
+
+
+def test_controlled_shutdown_below_the_minimum_enters_the_elr() -> None:
+    cluster = elr_cluster(min_isr=2)
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    cluster.heartbeat(1, want_shut_down=True)
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr) == (2, (2,), (1,))
+
+
+def lapse(cluster: Cluster, broker: int) -> None:
+    """``broker``'s session expires (the controller has not ticked yet); the others stay alive."""
+    cluster.now += SESSION_MS + 1
+    cluster.keep_alive(*(b for b in (1, 2, 3) if b != broker))
+
+
+def test_a_registration_after_an_unclean_shutdown_leaves_the_isr_and_the_elr() -> None:
+    cluster = elr_cluster(min_isr=3)
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    assert cluster.part("t").elr == (3,)
+    cluster.heartbeat(3, want_fence=True)
+    # 3 comes back without a clean-shutdown marker (PreviousBrokerEpoch -1): it may have lost
+    # what it had, so it is no longer eligible.
+    resp = cluster.register(3, incarnation=33, previous_epoch=-1)
+    assert resp.error_code == ErrorCode.NONE
+    assert cluster.part("t").elr == ()
+    # 2 is still in the ISR when its session lapses and a new process registers: unclean, it
+    # leaves the ISR and does not enter the ELR.
+    lapse(cluster, 2)
+    cluster.register(2, incarnation=22, previous_epoch=-1)
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr) == (1, (1,), ())
+
+
+def test_a_registration_after_a_clean_shutdown_stays_eligible() -> None:
+    cluster = elr_cluster(min_isr=3)
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    old = cluster.epochs[3]
+    cluster.heartbeat(3, want_fence=True)
+    resp = cluster.register(3, incarnation=33, previous_epoch=old)  # the epoch its marker holds
+    assert resp.error_code == ErrorCode.NONE and resp.broker_epoch > old
+    assert cluster.part("t").elr == (3,)
+    # A clean restart of an ISR member: it leaves the ISR, and enters the ELR since the ISR is
+    # below the minimum.
+    lapse(cluster, 2)
+    cluster.register(2, incarnation=22, previous_epoch=cluster.epochs[2])
+    p = cluster.part("t")
+    assert (p.isr, p.elr) == ((1,), (2, 3))
+
+
+def test_an_old_epoch_or_an_older_request_version_counts_as_unclean() -> None:
+    cluster = elr_cluster(min_isr=3)
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    first = cluster.epochs[3]
+    cluster.heartbeat(3, want_fence=True)
+    cluster.register(3, incarnation=33, previous_epoch=first)
+    cluster.heartbeat(3)
+    cluster.heartbeat(3, want_fence=True)
+    # The marker of a life before the last one (that life crashed) proves nothing.
+    cluster.register(3, incarnation=34, previous_epoch=first)
+    assert cluster.part("t").elr == ()
+    # BrokerRegistration v0-v2 has no PreviousBrokerEpoch: it decodes as -1.
+    wire = BrokerRegistrationRequest(broker_id=3, cluster_id=CLUSTER_ID, incarnation_id=uuid.UUID(int=35),
+                                     previous_broker_epoch=cluster.epochs[3])
+    assert BrokerRegistrationRequest.decode(wire.encode(2), 2).previous_broker_epoch == -1
+
+
+def test_an_unclean_leader_leaves_and_an_elr_member_takes_over() -> None:
+    cluster = elr_cluster(min_isr=2)
+    cluster.alter_isr(1, "t", 0, [1])
+    lapse(cluster, 1)
+    cluster.register(1, incarnation=11, previous_epoch=-1)
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr, p.leader_recovery_state) == (2, (2,), (3,), RECOVERED)
+
+
+def test_with_isr_and_elr_gone_the_last_known_leader_leads_again() -> None:
+    """Kafka's last resort: when every ISR and ELR member is gone -- here each came back from an
+    unclean shutdown -- the partition waits for the leader it last had, and elects it (an
+    unclean election) once it is back and unfenced; never a replica that merely fell behind."""
+    cluster = elr_cluster(min_isr=1)
+    cluster.heartbeat(2, want_fence=True)
+    cluster.heartbeat(3, want_fence=True)
+    cluster.heartbeat(1, want_fence=True)
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr, p.last_known_elr) == (NO_LEADER, (), (1,), (1,))
+    cluster.register(1, incarnation=11, previous_epoch=-1)
+    p = cluster.part("t")
+    assert (p.isr, p.elr, p.last_known_elr) == ((), (), (1,))
+    cluster.heartbeat(2)
+    assert cluster.part("t").leader == NO_LEADER
+    cluster.heartbeat(1)
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.last_known_elr, p.leader_recovery_state) == (1, (1,), (), RECOVERING)
+
+
+def test_with_elr_off_the_controller_behaves_as_before() -> None:
+    """eligible.leader.replicas.version 0: the same faults as above, Kafka 3.9's outcomes, and no
+    record ever carries an ELR field."""
+    cluster = elr_cluster(min_isr=2, eligible_leader_replicas_version=0)
+    assert not cluster.image.elr_enabled and cluster.image.cluster_config("min.insync.replicas") is None
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    cluster.heartbeat(2, want_fence=True)
+    cluster.heartbeat(1, want_fence=True)
+    p = cluster.part("t")
+    assert (p.leader, p.isr, p.elr) == (NO_LEADER, (1,), ())  # the last ISR member stays
+    cluster.heartbeat(2)
+    assert cluster.part("t").leader == NO_LEADER
+    cluster.register(1, incarnation=11, previous_epoch=-1)  # unclean: still the last ISR member
+    cluster.heartbeat(1)
+    p = cluster.part("t")
+    assert (p.leader, p.isr) == (1, (1,))
+    for r in cluster.log:
+        if isinstance(r, PartitionChangeRecord | PartitionRecord):
+            assert r.elr is None and r.last_known_elr is None, r
+
+
+def test_a_topic_min_isr_change_re_evaluates_its_elr() -> None:
+    cluster = elr_cluster(min_isr=3)
+    cluster.create("u", assignments={0: [1, 2, 3]})
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    cluster.alter_isr(1, "u", 0, [1])
+    assert (cluster.part("t").elr, cluster.part("u").elr) == ((3,), (2, 3))
+    start = len(cluster.log)
+    alter_configs(cluster, ("min.insync.replicas", 0, "2"), resource=(2, "t"))
+    # t's ISR is at the new minimum: its high watermark moves on without 3, which is no longer eligible.
+    assert cluster.part("t").elr == ()
+    assert cluster.log[start] == ConfigRecord(2, "t", "min.insync.replicas", "2")
+    assert isinstance(cluster.log[start + 1], PartitionChangeRecord) and len(cluster.log) == start + 2
+    alter_configs(cluster, ("min.insync.replicas", 0, "2"), resource=(2, "u"))
+    # u is still below it: its high watermark stays where it was when 2 and 3 left; they stay.
+    assert cluster.part("u").elr == (2, 3)
+    # The topic's minimum decides the next change too.
+    cluster.alter_isr(1, "t", 0, [1])
+    assert cluster.part("t").elr == (2,)
+
+
+def test_a_controller_with_another_min_isr_re_evaluates_every_elr() -> None:
+    cluster = elr_cluster(min_isr=3)
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    assert cluster.part("t").elr == (3,)
+    successor = QuorumController(ControllerConfig(cluster_id=CLUSTER_ID, min_insync_replicas=2),
+                                 rng=random.Random(3))
+    successor.handle_commit(base_offset=0, records=cluster.log)
+    result = successor.become_active(next_write_offset=len(cluster.log), now_ms=cluster.now)
+    assert result.records[0] == ConfigRecord(4, "", "min.insync.replicas", "2")
+    p = successor.latest_image.partition(cluster.topic_id("t"), 0)
+    assert p is not None and p.elr == ()
+    # The same setting again changes nothing.
+    again = QuorumController(ControllerConfig(cluster_id=CLUSTER_ID, min_insync_replicas=3), rng=random.Random(3))
+    again.handle_commit(base_offset=0, records=cluster.log)
+    assert again.become_active(next_write_offset=len(cluster.log), now_ms=cluster.now).records == ()
+
+
+def update_features(cluster: Cluster, level: int, *, upgrade_type: int = 1, version: int = 2,
+                    feature: str = "eligible.leader.replicas.version", validate_only: bool = False
+                    ) -> tuple[int, str | None, list[MetadataRecord]]:
+    start = len(cluster.log)
+    req = UpdateFeaturesRequest(feature_updates=[UpdateFeaturesRequest.FeatureUpdateKey(
+        feature=feature, max_version_level=level, upgrade_type=upgrade_type if version >= 1 else 1,
+        allow_downgrade=upgrade_type != 1 and version == 0)], validate_only=validate_only)
+    resp = cluster.run(cluster.c.handle_update_features(req, version=version))
+    roundtrip(resp, range(3))
+    return resp.error_code, resp.error_message, cluster.log[start:]
+
+
+def test_turning_elr_off_gives_every_partition_an_isr_kafka_3_9_can_elect_from() -> None:
+    """kafka-features downgrade --feature eligible.leader.replicas.version=0: a partition whose ISR
+    emptied gets its ELR as its ISR (each member holds everything committed), the ELR fields go,
+    and from then on the controller behaves as Kafka 3.9's."""
+    cluster = elr_cluster(min_isr=2)
+    cluster.create("u", assignments={0: [1, 2, 3]})
+    cluster.alter_isr(1, "t", 0, [1, 2])
+    cluster.alter_isr(1, "u", 0, [1])
+    cluster.heartbeat(2, want_fence=True)
+    cluster.heartbeat(1, want_fence=True)
+    assert (cluster.part("t").isr, cluster.part("t").elr, cluster.part("t").leader) == ((), (1, 2), NO_LEADER)
+    assert (cluster.part("u").isr, cluster.part("u").elr, cluster.part("u").leader) == ((3,), (1, 2), 3)
+    code, message, _ = update_features(cluster, 0)  # a downgrade needs a downgrade type
+    assert code == ErrorCode.INVALID_UPDATE_VERSION and "downgrade" in (message or "")
+    code, _, written = update_features(cluster, 0, upgrade_type=2)
+    assert code == ErrorCode.NONE and written[0] == FeatureLevelRecord("eligible.leader.replicas.version", 0)
+    assert not cluster.image.elr_enabled
+    t, u = cluster.part("t"), cluster.part("u")
+    assert (t.isr, t.elr, t.last_known_elr, t.leader) == ((1, 2), (), (), NO_LEADER)
+    assert (u.isr, u.elr, u.leader) == ((3,), (), 3)
+    cluster.heartbeat(2)  # an ISR member again: it leads
+    assert cluster.part("t").leader == 2
+    cluster.heartbeat(3, want_fence=True)  # Kafka 3.9's last replica standing
+    assert (cluster.part("u").isr, cluster.part("u").leader) == ((3,), NO_LEADER)
+
+
+def test_turning_elr_on_writes_the_cluster_min_isr_and_needs_every_broker() -> None:
+    cluster = Cluster(config=ControllerConfig(cluster_id=CLUSTER_ID, eligible_leader_replicas_version=0,
+                                              min_insync_replicas=2))
+    elr = ("eligible.leader.replicas.version", 0, 1)
+    for b in (1, 2):
+        cluster.register(b, features=[elr])
+    cluster.register(3)  # lists no such feature: it supports level 0 only
+    for b in (1, 2, 3):
+        cluster.heartbeat(b)
+    code, message, written = update_features(cluster, 1)
+    assert code == ErrorCode.INVALID_UPDATE_VERSION and "Broker 3" in (message or "") and not written
+    cluster.heartbeat(3, want_fence=True)
+    cluster.register(3, incarnation=33, features=[elr])
+    cluster.heartbeat(3)
+    assert update_features(cluster, 1, validate_only=True)[::2] == (ErrorCode.NONE, [])
+    code, _, written = update_features(cluster, 1, version=0)
+    assert code == ErrorCode.NONE
+    assert written == [FeatureLevelRecord("eligible.leader.replicas.version", 1),
+                       ConfigRecord(4, "", "min.insync.replicas", "2")]
+    cluster.create("t", assignments={0: [1, 2, 3]})
+    cluster.alter_isr(1, "t", 0, [1])
+    assert cluster.part("t").elr == (2, 3)
+
+
+@pytest.mark.parametrize("feature, level, upgrade_type", [
+    ("metadata.version", 22, 1),
+    ("kraft.version", 1, 1),
+    ("eligible.leader.replicas.version", 2, 1),
+    ("eligible.leader.replicas.version", -1, 2),
+    ("eligible.leader.replicas.version", 1, 7),
+])
+def test_feature_updates_this_controller_refuses(feature: str, level: int, upgrade_type: int) -> None:
+    cluster = elr_cluster()
+    code, _, written = update_features(cluster, level, upgrade_type=upgrade_type, feature=feature)
+    assert code == ErrorCode.INVALID_UPDATE_VERSION and not written
+
+
+def test_elr_invariants_hold_through_random_faults() -> None:
+    """A seeded walk of fences, returns (clean and unclean), ISR changes and controlled
+    shutdowns: ISR and ELR never overlap, the ELR is empty at or above the minimum, a leader is
+    in the ISR, and a broker back from an unclean shutdown is in no ISR or ELR."""
+    for seed in range(20):
+        rng = random.Random(seed)
+        cluster = elr_cluster(min_isr=rng.choice([1, 2, 3]))
+        min_isr = cluster.c.config.min_insync_replicas
+        incarnation = 100
+        for _ in range(60):
+            b = rng.choice([1, 2, 3])
+            reg = cluster.image.broker(b)
+            action = rng.random()
+            unclean = -1
+            if reg.fenced and action < 0.5:
+                incarnation += 1
+                clean = rng.random() < 0.5
+                cluster.register(b, incarnation=incarnation, previous_epoch=cluster.epochs[b] if clean else -1)
+                unclean = -1 if clean else b
+            elif reg.fenced:
+                cluster.heartbeat(b)
+            elif action < 0.3:
+                cluster.heartbeat(b, want_fence=True)
+            elif action < 0.4:
+                cluster.heartbeat(b, want_shut_down=True)
+            else:
+                p = cluster.part("t")
+                if p.leader >= 0 and cluster.image.is_active(p.leader):
+                    others = [r for r in p.replicas if r != p.leader and cluster.image.is_active(r)]
+                    isr = [p.leader, *rng.sample(others, rng.randint(0, len(others)))]
+                    cluster.alter_isr(p.leader, "t", 0, isr)
+            p = cluster.part("t")
+            assert not set(p.isr) & set(p.elr), p
+            assert set(p.elr) <= set(p.replicas) and len(p.last_known_elr) <= 1, p
+            assert not p.elr or len(p.isr) < min_isr, p
+            assert p.leader == NO_LEADER or p.leader in p.isr, p
+            assert unclean not in p.isr and unclean not in p.elr, p
 
 
 # --- AlterPartition ----------------------------------------------------------------------------------
@@ -1160,7 +1571,7 @@ def test_resigning_forgets_uncommitted_writes() -> None:
 
 
 def test_a_standby_takes_over_with_fresh_sessions() -> None:
-    cluster = three()
+    cluster = three(eligible_leader_replicas_version=0)
     cluster.create("t", assignments={0: [1, 2, 3]})
     successor = cluster.standby
     assert successor.committed_image == cluster.c.committed_image
@@ -1227,4 +1638,8 @@ def test_controller_config_from_the_broker_config() -> None:
                            "delete.topic.enable": "false"})
     assert controller_config(cfg, cluster_id="c") == ControllerConfig(
         cluster_id="c", broker_session_timeout_ms=4000, default_replication_factor=3, num_partitions=6,
-        unclean_leader_election_enable=True, delete_topic_enable=False)
+        unclean_leader_election_enable=True, delete_topic_enable=False, min_insync_replicas=1,
+        eligible_leader_replicas_version=1)
+    off = from_properties({"eligible.leader.replicas.enable": "false", "min.insync.replicas": "2"})
+    assert (controller_config(off, cluster_id="c").eligible_leader_replicas_version,
+            controller_config(off, cluster_id="c").min_insync_replicas) == (0, 2)

@@ -14,6 +14,7 @@ share what did not change; queries; the per-broker delta; snapshots rebuild the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 
 import pytest
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from protocol.errors import EncodeError, ProtocolError
 from replication.metadata import (
     RESOURCE_TOPIC,
+    MetadataDelta,
     MetadataImage,
     PartitionRegistration,
     ReplayError,
@@ -145,6 +147,41 @@ def test_partition_change_record_bytes_are_tagged_fields_in_tag_order() -> None:
                 + bytes([5, 1, 0]))  # tag 5 leader recovery state
     assert encode_record(record) == expected
     assert decode_record(expected) == record
+
+
+def test_elr_fields_are_kafkas_tagged_fields_of_version_2() -> None:
+    """KIP-966's fields: PartitionChangeRecord tags 6 (EligibleLeaderReplicas) and 7 (LastKnownElr),
+    PartitionRecord tags 1 and 2, all in version 2 only; an empty list is written (it clears the
+    field), null is not; a tag we do not know between them is skipped."""
+    change = PartitionChangeRecord(topic_id=T1, partition_id=7, isr=(), leader=-1, elr=(2, 3), last_known_elr=())
+    expected = (bytes([1, 5, 2]) + (7).to_bytes(4, "big") + T1.bytes
+                + bytes([4])  # four tagged fields
+                + bytes([0, 1, 1])  # tag 0 isr: empty
+                + bytes([1, 4]) + (-1).to_bytes(4, "big", signed=True)  # tag 1 leader
+                + bytes([6, 9, 3]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")  # tag 6 ELR
+                + bytes([7, 1, 1]))  # tag 7 last known ELR: empty
+    assert encode_record(change) == expected
+    assert decode_record_and_version(expected) == (change, 2)
+    with_unknown = bytearray(expected)
+    with_unknown[23] = 5  # five tagged fields, the fifth unknown (tag 30) after the others
+    with_unknown += bytes([30, 2, 0xAB, 0xCD])
+    assert decode_record(bytes(with_unknown)) == change
+    with pytest.raises(EncodeError):
+        encode_record(change, 1)
+    # Tags 6 and 7 in a version 1 record are not the ELR (version 1 has no such fields): skipped.
+    v1 = bytes([1, 5, 1]) + (7).to_bytes(4, "big") + T1.bytes + bytes([1, 6, 5, 2]) + (2).to_bytes(4, "big")
+    assert decode_record(v1) == PartitionChangeRecord(topic_id=T1, partition_id=7)
+
+    part = PartitionRecord(topic_id=T1, partition_id=0, replicas=(1, 2), isr=(1,), leader=1, elr=(2,),
+                           last_known_elr=(1,))
+    data = encode_record(part)
+    assert data[2] == 2
+    tail = (bytes([2])  # two tagged fields (the recovery state is RECOVERED: not written)
+            + bytes([1, 5, 2]) + (2).to_bytes(4, "big")  # tag 1 ELR
+            + bytes([2, 5, 2]) + (1).to_bytes(4, "big"))  # tag 2 last known ELR
+    assert data.endswith(tail)
+    assert decode_record(data) == part
+    assert encode_record(dataclasses.replace(part, elr=None, last_known_elr=None))[2] == 0
 
 
 def test_register_broker_record_bytes_v0() -> None:
@@ -352,6 +389,38 @@ def test_configs_features_producer_ids_and_noise() -> None:
     assert dict(image.features) == {"metadata.version": 22}
     assert image.next_producer_id == 2000
     assert image.offset == 25
+
+
+def test_the_elr_feature_and_the_cluster_level_defaults() -> None:
+    image = cluster()
+    assert not image.elr_enabled and image.cluster_config("min.insync.replicas") is None
+    records = [FeatureLevelRecord("eligible.leader.replicas.version", 1),
+               ConfigRecord(4, "", "min.insync.replicas", "2"), ConfigRecord(4, "1", "min.insync.replicas", "3")]
+    delta = MetadataDelta(image)
+    for offset, r in enumerate(records, 18):
+        delta.replay(r, offset)
+    assert delta.feature_level("eligible.leader.replicas.version") == 1
+    assert delta.cluster_config("min.insync.replicas") == "2"  # the broker resource "" only
+    assert delta.topic_config("orders", "retention.ms") == image.topic_configs("orders").get("retention.ms")
+    after = delta.apply(20)
+    assert after.elr_enabled and after.feature_level("eligible.leader.replicas.version") == 1
+    assert after.cluster_config("min.insync.replicas") == "2"
+    off = after.apply([FeatureLevelRecord("eligible.leader.replicas.version", 0),
+                       ConfigRecord(4, "", "min.insync.replicas", None)], base_offset=21)
+    assert not off.elr_enabled and off.cluster_config("min.insync.replicas") is None
+
+
+def test_elr_fields_replay_and_survive_a_snapshot() -> None:
+    image = cluster().apply([PartitionChangeRecord(topic_id=T1, partition_id=0, isr=(), leader=-1, elr=(2, 3),
+                                                   last_known_elr=(1,))], base_offset=18)
+    p = image.partition(T1, 0)
+    assert p is not None and (p.isr, p.elr, p.last_known_elr, p.leader) == ((), (2, 3), (1,), -1)
+    again = image.apply([PartitionChangeRecord(topic_id=T1, partition_id=0, isr=(2,), leader=2, elr=(3,),
+                                               last_known_elr=())], base_offset=19)
+    q = again.partition(T1, 0)
+    assert q is not None and (q.isr, q.elr, q.last_known_elr) == ((2,), (3,), ())
+    assert q.partition_epoch == p.partition_epoch + 1 and q.leader_epoch == p.leader_epoch + 1
+    assert MetadataImage.from_records(image.snapshot_records(), offset=18).partition(T1, 0) == p
 
 
 @pytest.mark.parametrize("record", [

@@ -513,6 +513,25 @@ def test_follower_truncates_to_the_diverging_epoch_and_takes_the_validated_high_
     assert node.high_watermark == 5, "never back"
 
 
+def test_leader_high_watermark_is_what_the_leader_last_reported() -> None:
+    """What a state machine compares its position with to know it is caught up: a follower's
+    own high watermark is capped at what it holds, the leader's report is not; a new leader
+    that does not know its high watermark yet reports -1, and so does a node with no leader."""
+    box = Box()
+    node = follow(box, 3, 4)
+    assert node.leader_high_watermark == -1, "nothing heard from the leader yet"
+    fetch = requests(node.poll(T0), FetchRequest)[0]
+    records = b"".join(build_batch([NewRecord(value=b"n%d" % o)], base_offset=o, partition_leader_epoch=4)
+                       for o in (0, 1))
+    node.handle_response(T0, 3, fetch.correlation_id, fetch_response(3, 4, records=records, hw=9))
+    assert (node.high_watermark, node.leader_high_watermark) == (2, 9)  # behind: 9 is committed, 2 held
+    fetch = requests(node.poll(T0), FetchRequest)[0]
+    node.handle_response(T0, 3, fetch.correlation_id, fetch_response(3, 4, hw=-1))
+    assert (node.high_watermark, node.leader_high_watermark) == (2, -1)  # the leader no longer knows
+    node.poll(T0 + 60_000)  # no leader heard within the fetch timeout: an election starts
+    assert node.role is not RaftRole.FOLLOWER and node.leader_high_watermark == -1
+
+
 def test_follower_never_truncates_below_its_high_watermark() -> None:
     box = Box()
     write_log(box, [(1, 4)])

@@ -8,7 +8,9 @@ node's ``storage.manager.LogManager`` on its ``SimFileSystem``), the controller
 (``replication.controller.QuorumController``) active while this node leads the quorum, the
 metadata image replayed from committed batches (``replication.records``) and its snapshots
 (``replication.snapshot``: loaded at a start and after an install from the leader, written every
-``NodeSettings.snapshot`` bytes of committed batches), the broker's registration, heartbeats and controlled shutdown, and one ``replication.partition.Partition``
+``NodeSettings.snapshot`` bytes of committed batches), the broker's registration (with KIP-966's
+PreviousBrokerEpoch from the clean-shutdown marker), heartbeats, controlled shutdown and clean
+close, and one ``replication.partition.Partition``
 per replica, leading or following as the image says, with its follower fetcher per leader, its
 AlterPartition requests to the active controller and its acks=all produces waiting for the high
 watermark. Every core is the real one; what is re-written here is only the adapters' glue, kept
@@ -66,8 +68,9 @@ from protocol.messages.metadata import MetadataRequest, MetadataResponse
 from protocol.messages.produce import ProduceRequest, ProduceResponse
 from protocol.messages.vote import VoteRequest
 from protocol.records import iter_batches
-from replication.controller import ControllerConfig, ControllerResult, QuorumController
+from replication.controller import ELR_VERSION_LEVEL_MAX, ControllerConfig, ControllerResult, QuorumController
 from replication.metadata import (
+    ELR_VERSION_FEATURE,
     EMPTY_IMAGE,
     METADATA_VERSION_FEATURE,
     MetadataImage,
@@ -151,6 +154,7 @@ class NodeSettings:
     tick_ms: int = 250  # broker.replicas.TICK_MS
     controller_wait_ms: int = 30_000  # broker.cluster.CONTROLLER_WAIT_MS_MAX
     min_insync_replicas: int = 1  # min.insync.replicas (the broker default)
+    eligible_leader_replicas: bool = True  # eligible.leader.replicas.enable (a new cluster's ELR level)
     default_replication_factor: int = 3  # default.replication.factor
     segment_bytes: int = 1 << 30  # log.segment.bytes
     writeback_ms: tuple[int, int] = (1_000, 5_000)  # how often the OS writes a log's dirty pages back
@@ -297,6 +301,7 @@ class SimClusterNode:
         props = self.mgr.ensure_meta_properties(cluster_id=CLUSTER_ID, node_id=node_id,
                                                 directory_id=self._new_uuid())
         self.directory_id = topic_id_from_str(props["directory.id"])
+        self.previous_broker_epoch = self.mgr.clean_shutdown_broker_epoch  # KIP-966, from the marker
         self.partitions: dict[tuple[str, int], PartitionState] = {}
         # found on disk: they serve nobody until the metadata assigns them (Broker._unassigned)
         self.unassigned = {tp: log for tp, log in self.mgr.logs.items() if tp[0] != METADATA_TOPIC}
@@ -312,7 +317,9 @@ class SimClusterNode:
         if self.is_controller:
             self.controller = QuorumController(
                 ControllerConfig(cluster_id=CLUSTER_ID, broker_session_timeout_ms=s.session_timeout_ms,
-                                 default_replication_factor=s.default_replication_factor),
+                                 default_replication_factor=s.default_replication_factor,
+                                 min_insync_replicas=s.min_insync_replicas,
+                                 eligible_leader_replicas_version=1 if s.eligible_leader_replicas else 0),
                 rng=rng)
         self.image: MetadataImage = EMPTY_IMAGE
         self.roles_image: MetadataImage = EMPTY_IMAGE  # the image the partition roles were taken from
@@ -570,10 +577,14 @@ class SimClusterNode:
             else:
                 still.append((offset, reply))
         self._controller_replies = still
-        if self.image is not old:
-            self.publish(now_ms)
-            return True
-        return answered
+        roles_before = self.roles_image
+        self.publish(now_ms)  # also an unchanged image, once this node has caught up
+        return self.image is not old or self.roles_image is not roles_before or answered
+
+    def caught_up(self) -> bool:
+        """``ClusterNode.caught_up``."""
+        hw = self.raft.leader_high_watermark
+        return hw >= 0 and self.cursor.next_offset >= hw
 
     def _load_snapshot(self, snapshot_id: SnapshotId, now_ms: int) -> None:
         """``ClusterNode._load_snapshot``."""
@@ -608,6 +619,8 @@ class SimClusterNode:
         ``roles_after_registration`` only once this life has registered and the image has
         reached its registration (Kafka's broker waits for that before it publishes)."""
         if self.settings.roles_after_registration and not (0 <= self.broker_epoch <= self.image.offset):
+            return
+        if not self.caught_up():  # ``ClusterNode.caught_up``, checked by ``ReplicaManager``
             return
         if self.roles_image is not self.image:
             old, self.roles_image = self.roles_image, self.image
@@ -785,8 +798,10 @@ class SimClusterNode:
                                                           security_protocol=SECURITY_PROTOCOL_PLAINTEXT)],
             features=[BrokerRegistrationRequest.Feature(name=METADATA_VERSION_FEATURE,
                                                         min_supported_version=METADATA_VERSION_RANGE[0],
-                                                        max_supported_version=METADATA_VERSION_RANGE[1])],
-            rack=None, log_dirs=[self.directory_id], previous_broker_epoch=-1)
+                                                        max_supported_version=METADATA_VERSION_RANGE[1]),
+                      BrokerRegistrationRequest.Feature(name=ELR_VERSION_FEATURE, min_supported_version=0,
+                                                        max_supported_version=ELR_VERSION_LEVEL_MAX)],
+            rack=None, log_dirs=[self.directory_id], previous_broker_epoch=self.previous_broker_epoch)
 
     def _on_lifecycle(self, now_ms: int) -> None:
         """One turn of ``ClusterNode._lifecycle_loop``."""
@@ -834,11 +849,18 @@ class SimClusterNode:
         if self.raft.is_leader:
             self.raft.resign(now_ms)
 
+    def close(self, now_ms: int) -> None:
+        """``Broker.close``: flush, checkpoints, and the clean-shutdown marker with this life's
+        broker epoch (the next life's PreviousBrokerEpoch)."""
+        self.mgr.close(now_ms=now_ms, broker_epoch=self.broker_epoch)
+
     # --- ReplicaManager: metadata --------------------------------------------------------------------
 
     def min_insync_replicas(self, image: MetadataImage, topic: str) -> int:
         """``Broker.min_insync_replicas`` (the topic catalogue is synced from the image)."""
         value = image.topic_configs(topic).get("min.insync.replicas")
+        if value is None:
+            value = image.cluster_config("min.insync.replicas")
         return int(value) if value is not None else self.settings.min_insync_replicas
 
     def apply_image(self, now_ms: int, old: MetadataImage, new: MetadataImage) -> None:

@@ -15,18 +15,27 @@ every message is encoded and decoded at the versions the nodes use.
 Faults: message delays (so reordering), drops, cut directions (a node isolated, one way or both;
 a random split; one link; a partition leader cut off from the other voters: a zombie), stalled
 follower fetchers (ISR shrinks and expansions), process kills (the page cache survives), clean
-restarts (SIGTERM: a controlled shutdown, then a clean close), power losses (the page cache is
-lost, sometimes with torn tails) and, on the broker-only node, a disk replaced by an empty one.
-Automatic preferred-leader elections move leaderships back on some seeds.
+restarts (SIGTERM: a controlled shutdown, then a clean close that writes the broker epoch into
+the clean-shutdown marker), power losses (the page cache is lost, sometimes with torn tails),
+"strandings" (a partition leader's followers stall until it is the last ISR member, then it
+loses power: KIP-966's case) and, on the broker-only node, a disk replaced by an empty one.
+Automatic preferred-leader elections move leaderships back on some seeds. Most seeds run with
+eligible leader replicas (KIP-966, Kafka 4.1's default for a new cluster), a fifth without
+(Kafka 3.9's rules).
 
-Losing data (a power loss, an empty disk) is injected only where Kafka 3.9's design -- which the
-controller follows: no eligible leader replicas (KIP-966) -- survives it (``may_lose_data``):
-with min.insync.replicas >= 2, every node up and registered, no cut, the node not the last
-member of an ISR, and no other fault until the node has registered its new life (until then it
-may still stand in ISRs whose data it lost). ``test_last_replica_standing_loses_acked_writes``
-shows what the checks say otherwise. A combined node's disk is never replaced: the broker gives
-the Raft core no directory ids, so such a voter would vote again with an empty log
-(docs/replication.md, "Known gaps"; the Raft simulator's control test).
+Losing data (a power loss, an empty disk) is injected only where the design survives it
+(``may_lose_data``): with min.insync.replicas >= 2, every node up and registered, no cut, no
+other fault until the node has registered its new life (until then it may still stand in ISRs
+and ELRs whose data it lost), and the node not the only replica known to hold a partition's
+committed records: the last member of its ISR without ELR (the controller keeps it and elects it
+again, with what it has left), or of its ISR and ELR together with ELR (another ELR member leads;
+the node, registering without a clean-shutdown marker, leaves both). The named scenario
+``last_replica_standing_with_lost_page_cache`` forces the ELR case, and its control run without
+ELR shows the checks catching the loss; ``elr_member_back_from_a_power_loss`` and its planted bug
+(a controller that takes every restart for a clean one) do the same for unclean-shutdown
+detection. A combined node's disk is never replaced: the broker gives the Raft core no directory
+ids, so such a voter would vote again with an empty log (docs/replication.md, "Known gaps"; the
+Raft simulator's control test).
 
 Checked after every event, over global views the checks keep (``ClusterWorld``):
 
@@ -44,8 +53,8 @@ Checked after every event, over global views the checks keep (``ClusterWorld``):
   committed sequence (the longest high-watermark prefix any replica has shown) below its high
   watermark, so any two replicas agree below the lower of theirs; every acknowledged acks=all
   write is committed at the offset it was acknowledged with; the committed sequence is in the
-  log of every ISR member of the committed metadata (registered in its current life), of every
-  leader the controller elects and of every replica when it takes leadership; a replica joins
+  log of every ISR and ELR member of the committed metadata (registered in its current life), of
+  every leader the controller elects and of every replica when it takes leadership; a replica joins
   the ISR (checked when the controller handles the AlterPartition) only with everything
   committed and at least the leader's high watermark and leader epoch start offset in its log.
 
@@ -57,7 +66,8 @@ the committed sequence.
 ``TRAFKA_SIM_SEEDS`` sets how many seeds run (``DEFAULT_SEEDS``, 200: about 40 s of CPU here);
 ``TRAFKA_SIM_SEED=<n>`` reruns one (a failure names it). The named scenarios force an
 AlterPartition in flight during a controller election and during a partition leader election, a
-broker back with an empty disk and a partitioned zombie leader.
+broker back with an empty disk, a partitioned zombie leader, the last replica standing losing its
+page cache, and an ELR member back from a power loss.
 
 What the simulator found. A node that comes back after losing data (power loss, or a replaced
 disk) takes the partition roles of the metadata it replays before its new incarnation has
@@ -109,11 +119,13 @@ from protocol.error_codes import ErrorCode
 from protocol.message import Message
 from protocol.messages import ApiKey
 from protocol.messages.alter_partition import AlterPartitionRequest, AlterPartitionResponse
+from protocol.messages.broker_registration import BrokerRegistrationRequest
 from protocol.messages.create_topics import CreateTopicsRequest, CreateTopicsResponse
 from protocol.messages.fetch import FetchRequest, FetchResponse
 from protocol.messages.metadata import MetadataRequest, MetadataResponse
 from protocol.messages.produce import ProduceRequest, ProduceResponse
 from protocol.records import NewRecord, build_batch
+from replication.controller import QuorumController
 from replication.metadata import MetadataImage, PartitionRegistration
 from replication.partition import AlterPartitionProposal, ReplicaConfig
 from replication.raft import METADATA_TOPIC_ID, CommittedBatch, RaftConfig, RaftRole, SendRequest
@@ -180,6 +192,8 @@ class Profile:
     roundtrip: bool = False
     snapshot_bytes: int = 0  # metadata.log.max.record.bytes.between.snapshots (0: no snapshots)
     retention_bytes: int = -1  # metadata.max.retention.bytes (-1: the metadata log is never cleaned)
+    elr: bool = True  # eligible.leader.replicas.enable: KIP-966's ELR (Kafka 4.1's default for a new cluster)
+    strandings: int = 0  # a leader's followers stall until it is the last ISR member, then it loses power
 
 
 def random_profile(rng: random.Random) -> Profile:
@@ -209,6 +223,8 @@ def random_profile(rng: random.Random) -> Profile:
         # drawn last, so that every other choice of a seed is what it was before snapshots
         snapshot_bytes=rng.choice([0, 500, 2_000]),
         retention_bytes=rng.choice([-1, 0, 3_000]),
+        elr=rng.random() < 0.8,  # drawn after those: the other fields are what they were before ELR
+        strandings=rng.randint(0, 2) if min_isr >= 2 else 0,
     )
 
 
@@ -234,7 +250,7 @@ def settings_for(profile: Profile) -> NodeSettings:
         tick_ms=50, controller_wait_ms=3_000, min_insync_replicas=profile.min_isr,
         default_replication_factor=3, segment_bytes=profile.segment_bytes, writeback_ms=profile.writeback_ms,
         checkpoint_ms=500, rebalance_interval_ms=profile.rebalance_ms, controlled_shutdown_wait_ms=2_000,
-        roles_after_registration=True)
+        roles_after_registration=True, eligible_leader_replicas=profile.elr)
 
 
 # --- the producer ------------------------------------------------------------------------------------
@@ -390,9 +406,10 @@ class ClusterWorld(Observer):
         self.done_after_heal: set[int] = set()
         self.exposed_node: int | None = None  # lost data, not registered again yet (``exposed``)
         self.stats: dict[str, int] = dict.fromkeys(
-            ("acked", "ack_ms_total", "ack_ms_max", "raft_elections", "partition_elections", "truncations",
-             "isr_joins", "leader_end_asked", "power_losses", "power_losses_skipped", "kills", "wipes", "clean_restarts",
-             "faults_skipped", "snapshots_loaded", "snapshots_fetched"), 0)
+            ("acked", "ack_ms_total", "ack_ms_max", "raft_elections", "partition_elections", "elr_elections",
+             "elr_joins", "unclean_registrations", "truncations", "isr_joins", "leader_end_asked", "power_losses",
+             "power_losses_skipped", "kills", "wipes", "clean_restarts", "faults_skipped", "snapshots_loaded",
+             "snapshots_fetched"), 0)
         self.hooks: list[Callable[[str, object], None]] = []
         self.client: ProducerClient | None = None
         self.sim = Simulation(
@@ -504,10 +521,12 @@ class ClusterWorld(Observer):
         self.meta_end = batch.last_offset + 1
         if not batch.is_control and batch.records:
             old = self.image
-            self.image = self.image.apply([decode_record(r) for r in batch.records], base_offset=batch.base_offset)
+            records = [decode_record(r) for r in batch.records]
+            self.image = self.image.apply(records, base_offset=batch.base_offset)
             self.images[self.image.offset] = self.image
             self.image_offsets.append(self.image.offset)
             self.on_committed_image(old, self.image)
+            self.count_unclean_registrations(records, old, self.image)
 
     def on_committed_image(self, old: MetadataImage, new: MetadataImage) -> None:
         t_new, t_old = new.topic(TOPIC), old.topic(TOPIC)
@@ -516,14 +535,29 @@ class ClusterWorld(Observer):
         for pid, reg in t_new.partitions.items():
             prev = t_old.partitions.get(pid) if t_old is not None else None
             self.committed.setdefault(pid, [])
+            if prev is not None:
+                self.stats["elr_joins"] += len(set(reg.elr) - set(prev.elr))
             if reg.leader >= 0 and (prev is None or prev.leader_epoch != reg.leader_epoch):
                 self.stats["partition_elections"] += 1
+                if prev is not None and reg.leader != prev.leader and reg.leader in prev.elr:
+                    self.stats["elr_elections"] += 1
                 n = self.node(reg.leader)
                 if n is not None and self.participating(n, new):
                     state = n.partitions.get((TOPIC, pid))
                     if state is not None:
                         self.verify(n, pid, state, len(self.committed[pid]), f"elected leader of epoch {reg.leader_epoch}")
                 self.emit("elected", (pid, reg.leader, reg.leader_epoch))
+
+    def count_unclean_registrations(self, records: list[Any], old: MetadataImage, new: MetadataImage) -> None:
+        """A registration written with its broker's removal from an ELR: an unclean shutdown seen."""
+        t_old, t_new = old.topic(TOPIC), new.topic(TOPIC)
+        if t_old is None or t_new is None:
+            return
+        for r in records:
+            if isinstance(r, RegisterBrokerRecord) and any(
+                    r.broker_id in p.elr and (q := t_new.partitions.get(pid)) is not None and r.broker_id not in q.elr
+                    for pid, p in t_old.partitions.items()):
+                self.stats["unclean_registrations"] += 1
 
     # --- partitions -------------------------------------------------------------------------------
 
@@ -586,18 +620,21 @@ class ClusterWorld(Observer):
                 m.verified = hw
 
     def check_isr(self) -> None:
+        """Every ISR and ELR member (registered in its current life) holds the committed sequence:
+        an ELR member is one the controller may elect once the ISR is gone (KIP-966)."""
         t = self.image.topic(TOPIC)
         if t is None:
             return
         for pid, reg in t.partitions.items():
             upto = len(self.committed.get(pid, ()))
-            for b in reg.isr:
+            for b, what in [*((b, "ISR") for b in reg.isr), *((b, "ELR") for b in reg.elr)]:
                 n = self.node(b)
                 if n is None or not self.participating(n):
                     continue
                 state = n.partitions.get((TOPIC, pid))
                 if state is not None:
-                    self.verify(n, pid, state, upto, f"in the ISR {list(reg.isr)} at metadata offset {self.image.offset}")
+                    self.verify(n, pid, state, upto, f"in the {what} (ISR {list(reg.isr)}, ELR {list(reg.elr)}) "
+                                                     f"at metadata offset {self.image.offset}")
 
     def took_leadership(self, node: SimClusterNode, state: PartitionState) -> None:
         pid = state.log.partition
@@ -714,11 +751,11 @@ class ClusterWorld(Observer):
 
     def may_lose_data(self, node_id: int) -> bool:
         """Whether ``node_id`` may lose what it wrote: every node up and registered in its
-        current life, no cut, no other node exposed, and ``node_id`` not the last member of an
-        ISR (Kafka 3.9 keeps the last member and elects it again when it is back)."""
+        current life, no cut, no other node exposed, and ``node_id`` not the only replica known to
+        hold a partition's committed records (``sole_holder``)."""
         running = self.running()
         return (not self.exposed() and not self.sim.network.cuts and len(running) == len(self.server_ids)
-                and all(self.participating(n) for n in running) and not self.last_in_isr(node_id))
+                and all(self.participating(n) for n in running) and not self.sole_holder(node_id))
 
     def exposed(self) -> bool:
         """A node lost data and has not registered its new life yet: until then it may stand in
@@ -732,9 +769,19 @@ class ClusterWorld(Observer):
             return False
         return True
 
-    def last_in_isr(self, node_id: int) -> bool:
+    def sole_holder(self, node_id: int) -> bool:
+        """``node_id`` is the last member of an ISR -- or, with ELR, of an ISR and ELR together.
+        Without ELR the controller keeps the last ISR member and elects it again when it is back,
+        with what it has left; with ELR another member of the ELR leads, and the node, back from
+        an unclean shutdown, leaves the ISR and the ELR."""
         t = self.image.topic(TOPIC)
-        return t is not None and any(reg.isr == (node_id,) for reg in t.partitions.values())
+        if t is None:
+            return False
+        for reg in t.partitions.values():
+            holders = set(reg.isr) | (set(reg.elr) if self.image.elr_enabled else set())
+            if node_id in holders and not holders - {node_id}:
+                return True
+        return False
 
     def clean_restart(self, node_id: int) -> None:
         """SIGTERM and a start: ``ClusterNode.controlled_shutdown`` (heartbeats asking to shut
@@ -761,7 +808,7 @@ class ClusterWorld(Observer):
         def stop() -> None:
             if self.node(node_id) is n:
                 self.stats["clean_restarts"] += 1
-                n.mgr.close(now_ms=sim.now_ms)
+                n.close(sim.now_ms)
                 sim.crash(node_id)  # nothing unsynced is left to lose
                 sim.restart(node_id)
 
@@ -776,6 +823,26 @@ class ClusterWorld(Observer):
         if n is not None:
             n.fetchers_stalled = stalled
             self.sim.touch(node_id)
+
+    def strand(self, pid: int, lose_after_ms: int, back_after_ms: int) -> None:
+        """KIP-966's "last replica standing": ``pid``'s followers stop fetching, so its leader
+        shrinks the ISR to itself (with ELR they enter the ELR); then the leader loses power (under
+        the ``may_lose_data`` rule: with ELR another ELR member holds everything committed;
+        without, the last ISR member must not lose data, and it is killed instead) and comes back,
+        and the followers fetch again."""
+        sim = self.sim
+        leader = self.partition_leader(pid)
+        t = self.image.topic(TOPIC)
+        if leader < 0 or t is None:
+            return
+        followers = [b for b in t.partitions[pid].replicas if b != leader]
+        for b in followers:
+            self.stall(b, True)
+        sim.schedule(sim.now_ms + lose_after_ms, self.fault(partial(self.power_loss, leader), "power loss"),
+                     f"power loss {leader}, stranded")
+        sim.schedule(sim.now_ms + lose_after_ms + 100, partial(self.restart, leader), f"restart {leader}")
+        for b in followers:
+            sim.schedule(sim.now_ms + back_after_ms, partial(self.stall, b, False), f"unstall {b}")
 
     def fault(self, action: Callable[[], None], label: str) -> Callable[[], None]:
         """``action`` unless a node is exposed (see ``exposed``) or the chaos is over."""
@@ -811,6 +878,11 @@ class ClusterWorld(Observer):
         for _ in range(p.wipes):
             node_id = rng.choice(servers[3:])
             sim.schedule(rng.randint(300, end), f(partial(self.wipe, node_id), "wipe"), f"wipe {node_id}")
+        for _ in range(p.strandings):
+            pid, at = rng.randrange(p.partitions), rng.randint(300, end)
+            lose_at = self.settings.replica.replica_lag_time_max_ms + rng.randint(100, 1_500)
+            back_at = lose_at + rng.randint(0, 2_000)
+            sim.schedule(at, f(partial(self.strand, pid, lose_at, back_at), "strand"), f"strand p{pid}'s leader")
         for _ in range(p.stalls):
             node_id, at = rng.choice(servers), rng.randint(300, end)
             sim.schedule(at, f(partial(self.stall, node_id, True), "stall"), f"stall {node_id}'s fetchers")
@@ -986,8 +1058,10 @@ def test_random_faults() -> None:
     if len(chosen) >= 20:
         assert totals["raft_elections"] > len(chosen) and totals["partition_elections"] > 2 * len(chosen), totals
         assert totals["truncations"] > 0 and totals["isr_joins"] > 0 and totals["power_losses"] > 0, totals
+        assert totals["elr_joins"] > 0 and totals["unclean_registrations"] > 0, totals
     if len(chosen) >= 100:
         assert totals["snapshots_loaded"] > 0 and totals["snapshots_fetched"] > 0, totals
+        assert totals["elr_elections"] > 0, totals  # a leader elected from the ELR (KIP-966)
 
 
 # --- named scenarios -----------------------------------------------------------------------------------
@@ -1153,11 +1227,89 @@ def partitioned_zombie_leader(seed: int) -> ClusterWorld:
     return world
 
 
+NO_WRITEBACK = (600_000, 600_000)  # the OS never writes new data back in these scenarios
+
+
+def last_replica_standing_with_lost_page_cache(seed: int, *, elr: bool = True) -> ClusterWorld:
+    """The followers' fetchers stall, so the leader shrinks the ISR to itself; it then loses its
+    page cache and comes back at once. The followers stay stalled until the leader's new life has
+    registered, so that registration, not a follower rejoining, decides what happens.
+
+    With ELR (KIP-966) the followers left an ISR below min.insync.replicas, so they entered the
+    ELR, and the high watermark has not moved since: when the leader's session expires a
+    follower is elected from the ELR, and the leader's new life, registering with
+    PreviousBrokerEpoch -1 (no clean-shutdown marker), leaves the ELR it had entered when it was
+    fenced. Nothing acknowledged is lost. Without ELR (the control: Kafka 3.9's rule) the last ISR
+    member stays in the ISR and leads again with what it has left, and acknowledged writes the
+    followers held are truncated away."""
+    world = scenario_world(seed, min_isr=2, writeback_ms=NO_WRITEBACK, elr=elr)
+    warm_up(world)
+    leader = world.partition_leader(0)
+    followers = [b for b in registration(world).replicas if b != leader]
+    for b in followers:
+        world.stall(b, True)
+    world.run_until(lambda: registration(world).isr == (leader,), 10_000, "the ISR shrunk to the leader")
+    assert set(registration(world).elr) == (set(followers) if elr else set())
+    unclean = world.stats["unclean_registrations"]
+    world.power_loss(leader, force=True)
+    world.restart(leader)
+
+    def registered() -> bool:
+        n = world.node(leader)
+        return n is not None and world.participating(n)
+    world.run_until(registered, 10_000, "the leader's new life registered")
+    if elr:
+        reg = registration(world)
+        assert reg.leader in followers and reg.isr == (reg.leader,), reg
+        assert leader not in reg.elr and leader not in reg.isr, reg
+        assert world.stats["elr_elections"] >= 1 and world.stats["unclean_registrations"] == unclean + 1
+    for b in followers:
+        world.stall(b, False)
+    world.finish()
+    return world
+
+
+def elr_member_back_from_a_power_loss(seed: int) -> ClusterWorld:
+    """Replication factor 2: the follower stalls, so the ISR shrinks to the leader and the follower
+    enters the ELR; then the follower loses its page cache and comes back, still not fetching.
+    Registering with PreviousBrokerEpoch -1 (no clean-shutdown marker), it leaves the ELR:
+    KIP-966's unclean-shutdown detection. Then the leader's process dies: no replica known to
+    hold everything is left, so the partition waits, leaderless, rather than elect the follower
+    with what it has left; the leader, back (its page cache survived), leads again as the last
+    known leader."""
+    world = scenario_world(seed, min_isr=2, replication_factor=2, writeback_ms=NO_WRITEBACK)
+    warm_up(world)
+    leader = world.partition_leader(0)
+    (follower,) = [b for b in registration(world).replicas if b != leader]
+    world.stall(follower, True)
+    world.run_until(lambda: registration(world).isr == (leader,), 10_000, "the ISR shrunk to the leader")
+    assert registration(world).elr == (follower,)
+    world.power_loss(follower, force=True)
+    world.restart(follower)
+    world.stall(follower, True)  # the new life does not fetch either: it stays out of the ISR
+
+    def registered() -> bool:
+        n = world.node(follower)
+        return n is not None and world.participating(n)
+    world.run_until(registered, 10_000, "the follower's new life registered")
+    world.kill(leader)
+    world.run_until(lambda: registration(world).isr == (), 10_000, "the leader fenced")
+    world.sim.run_until(world.sim.now_ms + 1_000)
+    reg = registration(world)
+    assert reg.leader == -1 and reg.elr == (leader,) and reg.last_known_elr == (leader,), reg
+    world.restart(leader)
+    world.finish()
+    assert registration(world).leader_epoch >= reg.leader_epoch + 1
+    return world
+
+
 SCENARIOS: dict[str, Callable[[int], ClusterWorld]] = {
     "alter_partition_during_controller_election": alter_partition_during_controller_election,
     "alter_partition_during_leader_election": alter_partition_during_leader_election,
     "broker_back_with_an_empty_disk": broker_back_with_an_empty_disk,
     "partitioned_zombie_leader": partitioned_zombie_leader,
+    "last_replica_standing_with_lost_page_cache": last_replica_standing_with_lost_page_cache,
+    "elr_member_back_from_a_power_loss": elr_member_back_from_a_power_loss,
 }
 
 
@@ -1170,34 +1322,30 @@ def test_named_scenario(name: str) -> None:
 # --- the checks are not vacuous ---------------------------------------------------------------------------
 
 
-NO_WRITEBACK = (600_000, 600_000)  # the OS never writes new data back in these scenarios
+def test_without_unclean_shutdown_detection_an_elr_member_loses_acked_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted bug: a controller that takes every registration for a clean restart keeps the
+    follower that lost its page cache in the ELR, and elects it once the leader is gone; the
+    checks must see the acknowledged writes it lacks."""
+    original = QuorumController.handle_broker_registration
 
+    def trusting(self: QuorumController, req: BrokerRegistrationRequest, *, now_ms: int) -> Any:
+        existing = self.latest_image.broker(req.broker_id)
+        if existing is not None:
+            req.previous_broker_epoch = existing.epoch
+        return original(self, req, now_ms=now_ms)
 
-def last_replica_standing(seed: int) -> ClusterWorld:
-    """The followers' fetchers stall, so the ISR shrinks to the leader; it then loses its page
-    cache. Without KIP-966's eligible leader replicas (not modelled by the controller) the last
-    ISR member stays in the ISR and leads again with what it has left: acknowledged writes the
-    followers held are truncated away."""
-    world = scenario_world(seed, min_isr=2, writeback_ms=NO_WRITEBACK)
-    warm_up(world)
-    leader = world.partition_leader(0)
-    followers = [b for b in registration(world).replicas if b != leader]
-    for b in followers:
-        world.stall(b, True)
-    world.run_until(lambda: registration(world).isr == (leader,), 10_000, "the ISR shrunk to the leader")
-    world.power_loss(leader, force=True)
-    for b in followers:
-        world.stall(b, False)
-    world.restart(leader)
-    world.finish()
-    return world
-
-
-def test_last_replica_standing_loses_acked_writes() -> None:
-    """Kafka 3.9's classic rule, which the controller follows: the checks must see the loss."""
+    monkeypatch.setattr(QuorumController, "handle_broker_registration", trusting)
     for seed in range(3):
         with pytest.raises(SimulationFailure, match="offsets are committed|committed was"):
-            last_replica_standing(seed)
+            elr_member_back_from_a_power_loss(seed)
+
+
+def test_without_elr_the_last_replica_standing_loses_acked_writes() -> None:
+    """The control: with eligible.leader.replicas.enable=false (Kafka 3.9's classic rule) the
+    same faults lose acknowledged writes, and the checks must see it."""
+    for seed in range(3):
+        with pytest.raises(SimulationFailure, match="offsets are committed|committed was"):
+            last_replica_standing_with_lost_page_cache(seed, elr=False)
 
 
 def restarted_leader_with_a_lost_tail(seed: int, *, roles_after_registration: bool) -> ClusterWorld:

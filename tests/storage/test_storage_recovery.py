@@ -9,6 +9,7 @@ tail) and show that every flushed batch survives.
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -259,3 +260,25 @@ def test_marker_with_garbage_after_the_active_segment_still_recovers_it() -> Non
     r = log.append_as_leader(batch(1), leader_epoch=9, now_ms=0)
     assert isinstance(r, AppendInfo) and r.first_offset == sum(1 + i % 3 for i in range(10))
     assert read_whole(fs, log_path).startswith(clean)
+
+
+@pytest.mark.parametrize("content, epoch", [
+    (b'{"version":0,"brokerEpoch":42}', 42),
+    (b'{"version":0,"brokerEpoch":-1}', -1),
+    (b"", -1),  # an old, empty marker: clean, but no epoch to offer
+    (b"not json", -1),
+    (b'{"version":0,"brokerEpoch":"42"}', -1),
+])
+def test_the_clean_shutdown_marker_carries_the_broker_epoch(content: bytes, epoch: int) -> None:
+    """KIP-966: a clean close writes the broker epoch into the marker (Kafka's JSON); the next
+    open reads it back for the registration's PreviousBrokerEpoch, and only once: the marker is
+    gone, so a crash after that open offers -1."""
+    fs = _fs_with({f"/data/{CLEAN_SHUTDOWN_MARKER}": content})
+    mgr = LogManager.open(fs, "/data", now_ms=0, default_config=CFG)
+    assert mgr.had_clean_shutdown and mgr.clean_shutdown_broker_epoch == epoch
+    mgr.close(now_ms=0, broker_epoch=77)
+    assert json.loads(read_whole(fs, f"/data/{CLEAN_SHUTDOWN_MARKER}")) == {"version": 0, "brokerEpoch": 77}
+    again = LogManager.open(fs, "/data", now_ms=0, default_config=CFG)
+    assert again.clean_shutdown_broker_epoch == 77
+    crashed = LogManager.open(fs, "/data", now_ms=0, default_config=CFG)  # no close before this open
+    assert not crashed.had_clean_shutdown and crashed.clean_shutdown_broker_epoch == -1
