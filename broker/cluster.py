@@ -104,6 +104,10 @@ PREFERRED_ELECTION = 0
 ELECT_LEADERS_VERSION = 2  # how long a request waits for the controller's answer to commit
 SECURITY_PROTOCOL_PLAINTEXT = 0
 METADATA_VERSION_RANGE = (1, 21)  # what this broker can read (the controller bootstraps 21)
+SUPPORTED_FEATURES: dict[str, tuple[int, int]] = {  # feature -> the levels this node supports
+    METADATA_VERSION_FEATURE: METADATA_VERSION_RANGE,
+    ELR_VERSION_FEATURE: (0, ELR_VERSION_LEVEL_MAX),
+}
 _CLUSTER_NAMESPACE = uuid.UUID("6f2a3b1e-2f6e-4d4c-9a50-7472616b6130")
 
 
@@ -604,11 +608,8 @@ class ClusterNode:
         return BrokerRegistrationRequest(
             broker_id=self.node_id, cluster_id=b.cluster_id, incarnation_id=self.incarnation_id,
             listeners=listeners,
-            features=[BrokerRegistrationRequest.Feature(name=METADATA_VERSION_FEATURE,
-                                                        min_supported_version=METADATA_VERSION_RANGE[0],
-                                                        max_supported_version=METADATA_VERSION_RANGE[1]),
-                      BrokerRegistrationRequest.Feature(name=ELR_VERSION_FEATURE, min_supported_version=0,
-                                                        max_supported_version=ELR_VERSION_LEVEL_MAX)],
+            features=[BrokerRegistrationRequest.Feature(name=name, min_supported_version=lo, max_supported_version=hi)
+                      for name, (lo, hi) in SUPPORTED_FEATURES.items()],
             rack=b.config.broker_rack, log_dirs=[b.directory_id],
             # KIP-966: the epoch this node had when it last shut down cleanly (-1 after a crash).
             previous_broker_epoch=b.logs.clean_shutdown_broker_epoch if b.logs is not None else -1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from broker.cluster import SUPPORTED_FEATURES
 from broker.dispatch import RequestContext, route, supported_versions
 from broker.handlers.common import live_brokers
 from broker.topics import Topic
@@ -52,7 +53,19 @@ async def api_versions(ctx: RequestContext, req: ApiVersionsRequest) -> ApiVersi
     if ctx.api_version >= CLIENT_SOFTWARE_VERSION_MIN and not (
             _SOFTWARE.match(req.client_software_name) and _SOFTWARE.match(req.client_software_version)):
         return ApiVersionsResponse(error_code=ErrorCode.INVALID_REQUEST, api_keys=[])
-    return ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_versions())
+    resp = ApiVersionsResponse(error_code=ErrorCode.NONE, api_keys=supported_versions())
+    if ctx.broker.cluster is not None:
+        # v3+ (tagged fields): the features this broker supports and the levels the metadata log
+        # has finalized, with the image's offset as their epoch, as a KRaft broker answers (what
+        # ``kafka-features.sh describe`` and Admin.describeFeatures read). A level of 0 is unset.
+        image = ctx.broker.cluster.image
+        resp.supported_features = [ApiVersionsResponse.SupportedFeatureKey(name=name, min_version=lo, max_version=hi)
+                                   for name, (lo, hi) in sorted(SUPPORTED_FEATURES.items())]
+        resp.finalized_features_epoch = image.offset
+        resp.finalized_features = [
+            ApiVersionsResponse.FinalizedFeatureKey(name=name, max_version_level=level, min_version_level=level)
+            for name, level in sorted(image.features.items()) if level > 0]
+    return resp
 
 
 def _topic_metadata(ctx: RequestContext, topic: Topic, include_ops: bool) -> MetadataResponse.MetadataResponseTopic:

@@ -10,11 +10,15 @@ from broker_testkit import make_broker
 
 from broker.core import Broker
 from broker.dispatch import RequestContext
-from broker.handlers.metadata import describe_topic_partitions
+from broker.handlers.metadata import api_versions, describe_topic_partitions
 from protocol.error_codes import ErrorCode
+from protocol.messages import ApiKey
+from protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from protocol.messages.describe_topic_partitions import DescribeTopicPartitionsRequest
+from protocol.messages.request_header import RequestHeader
 from replication.records import (
     ConfigRecord,
+    FeatureLevelRecord,
     PartitionChangeRecord,
     PartitionRecord,
     RegisterBrokerRecord,
@@ -93,3 +97,26 @@ def test_describe_topic_partitions_reports_the_elr_from_the_image() -> None:
     (p,) = t.partitions
     assert (p.leader_id, p.leader_epoch, p.replica_nodes, p.isr_nodes, p.eligible_leader_replicas,
             p.last_known_elr, p.offline_replicas) == (-1, 1, [1, 2, 3], [], [2, 3], [1], [1, 3])
+
+
+def test_api_versions_names_the_supported_and_finalized_features() -> None:
+    """A cluster node's ApiVersions (v3+) carries the features it supports and the levels the
+    metadata log finalized (what kafka-features.sh describe reads), the image offset as their
+    epoch; a feature at level 0 is unset and left out, and v2 has no place for any of it."""
+    b = make_broker(SimFileSystem(), overrides=CLUSTER, now_ms=lambda: 1_000)
+    assert b.cluster is not None
+    b.cluster.image = b.cluster.image.apply([FeatureLevelRecord("metadata.version", 21),
+                                             FeatureLevelRecord("eligible.leader.replicas.version", 1)], base_offset=6)
+    req = ApiVersionsRequest(client_software_name="test", client_software_version="1")
+    resp = trio.run(api_versions, RequestContext(broker=b, peer="test", header=RequestHeader(ApiKey.API_VERSIONS, 3, 1, "test")), req)
+    again = ApiVersionsResponse.decode(resp.encode(3), 3)
+    assert {(f.name, f.min_version, f.max_version) for f in again.supported_features} == {
+        ("metadata.version", 1, 21), ("eligible.leader.replicas.version", 0, 1)}
+    assert {(f.name, f.min_version_level, f.max_version_level) for f in again.finalized_features} == {
+        ("metadata.version", 21, 21), ("eligible.leader.replicas.version", 1, 1)}
+    assert again.finalized_features_epoch == b.cluster.image.offset == 7
+    b.cluster.image = b.cluster.image.apply([FeatureLevelRecord("eligible.leader.replicas.version", 0)], base_offset=8)
+    resp = trio.run(api_versions, RequestContext(broker=b, peer="test", header=RequestHeader(ApiKey.API_VERSIONS, 3, 1, "test")), req)
+    assert [f.name for f in resp.finalized_features] == ["metadata.version"]
+    old = ApiVersionsResponse.decode(resp.encode(2), 2)
+    assert not old.supported_features and not old.finalized_features and old.api_keys
