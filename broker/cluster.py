@@ -57,7 +57,6 @@ from protocol.messages.allocate_producer_ids import AllocateProducerIdsRequest, 
 from protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHeartbeatResponse
 from protocol.messages.broker_registration import BrokerRegistrationRequest, BrokerRegistrationResponse
 from protocol.messages.create_topics import CreateTopicsResponse
-from protocol.messages.elect_leaders import ElectLeadersRequest
 from protocol.messages.remove_raft_voter import RemoveRaftVoterRequest, RemoveRaftVoterResponse
 from replication.controller import (
     ELR_VERSION_LEVEL_MAX,
@@ -100,7 +99,6 @@ CONTROLLER_WAIT_MS_MAX = 30_000
 PRODUCER_IDS_WAIT_MS = 5_000
 CONTROLLED_SHUTDOWN_WAIT_MS = 10_000
 RESIGN_GRACE_MS = 200
-PREFERRED_ELECTION = 0
 ELECT_LEADERS_VERSION = 2  # how long a request waits for the controller's answer to commit
 SECURITY_PROTOCOL_PLAINTEXT = 0
 METADATA_VERSION_RANGE = (1, 21)  # what this broker can read (the controller bootstraps 21)
@@ -540,22 +538,13 @@ class ClusterNode:
 
     def _rebalance_leaders(self, c: QuorumController) -> None:
         """``auto.leader.rebalance.enable``: every ``leader.imbalance.check.interval.seconds`` the
-        active controller moves leadership back to each partition's preferred replica (the first
-        in its replica list) where that replica is in the ISR and active, as Kafka's controller
-        does, so leaders spread out again after failovers."""
-        image = c.latest_image
-        wanted: dict[str, list[int]] = {}
-        for view in image.partitions():
-            reg = view.registration
-            preferred = reg.preferred_leader
-            if reg.leader != preferred and preferred in reg.isr and image.is_active(preferred):
-                wanted.setdefault(view.topic_name, []).append(view.partition_id)
-        if not wanted:
+        active controller moves leadership back to the preferred replicas
+        (``QuorumController.imbalanced_leaders``), so leaders spread out again after failovers."""
+        req = c.imbalanced_leaders()
+        if req is None:
             return
-        req = ElectLeadersRequest(election_type=PREFERRED_ELECTION, timeout_ms=0, topic_partitions=[
-            ElectLeadersRequest.TopicPartitions(topic=t, partitions=ps) for t, ps in sorted(wanted.items())])
         log.info("node %d: moving %d leaders back to their preferred replicas", self.node_id,
-                 sum(len(ps) for ps in wanted.values()))
+                 sum(len(t.partitions) for t in req.topic_partitions or ()))
         self._write(c.handle_elect_leaders(req, version=ELECT_LEADERS_VERSION))
 
     def _write(self, result: ControllerResult[Any]) -> _Held | None:

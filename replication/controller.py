@@ -1001,6 +1001,22 @@ class QuorumController:
 
     # --- elections and reassignments ---------------------------------------------------------------
 
+    def imbalanced_leaders(self) -> ElectLeadersRequest | None:
+        """``auto.leader.rebalance.enable``'s request: a preferred election of every partition
+        whose preferred replica (the first in its list) is in the ISR and active but does not
+        lead, as Kafka's controller finds them; None when every leader is where it should be."""
+        image = self.latest_image
+        wanted: dict[str, list[int]] = {}
+        for view in image.partitions():
+            reg = view.registration
+            preferred = reg.preferred_leader
+            if reg.leader != preferred and preferred in reg.isr and image.is_active(preferred):
+                wanted.setdefault(view.topic_name, []).append(view.partition_id)
+        if not wanted:
+            return None
+        return ElectLeadersRequest(election_type=ELECTION_PREFERRED, timeout_ms=0, topic_partitions=[
+            ElectLeadersRequest.TopicPartitions(topic=t, partitions=ps) for t, ps in sorted(wanted.items())])
+
     def handle_elect_leaders(self, req: ElectLeadersRequest, *,
                              version: int) -> ControllerResult[ElectLeadersResponse]:
         if not self._active or req.election_type not in (ELECTION_PREFERRED, ELECTION_UNCLEAN):

@@ -59,7 +59,6 @@ from protocol.messages.broker_heartbeat import BrokerHeartbeatRequest, BrokerHea
 from protocol.messages.broker_registration import BrokerRegistrationRequest, BrokerRegistrationResponse
 from protocol.messages.create_topics import CreateTopicsRequest
 from protocol.messages.describe_quorum import DescribeQuorumRequest
-from protocol.messages.elect_leaders import ElectLeadersRequest
 from protocol.messages.end_quorum_epoch import EndQuorumEpochRequest
 from protocol.messages.fetch import FetchRequest, FetchResponse
 from protocol.messages.fetch_snapshot import FetchSnapshotRequest
@@ -132,7 +131,6 @@ QUORUM_STATE_FILE = "quorum-state"  # broker.cluster's
 NEVER_MS = 1 << 62
 ALTER_PARTITION_VERSION = 3  # broker.replicas'
 ELECT_LEADERS_VERSION = 2  # broker.cluster's
-PREFERRED_ELECTION = 0
 CREATE_TOPICS_VERSION = 7
 METADATA_VERSION_RANGE = (1, 21)  # broker.cluster's
 QUORUM_LOOP_PASSES_MAX = 8  # _quorum_pass repeats while it makes progress, at most this often
@@ -651,17 +649,9 @@ class SimClusterNode:
 
     def _rebalance_leaders(self, now_ms: int, c: QuorumController) -> bool:
         """``ClusterNode._rebalance_leaders``."""
-        image = c.latest_image
-        wanted: dict[str, list[int]] = {}
-        for view in image.partitions():
-            reg = view.registration
-            preferred = reg.preferred_leader
-            if reg.leader != preferred and preferred in reg.isr and image.is_active(preferred):
-                wanted.setdefault(view.topic_name, []).append(view.partition_id)
-        if not wanted:
+        req = c.imbalanced_leaders()
+        if req is None:
             return False
-        req = ElectLeadersRequest(election_type=PREFERRED_ELECTION, timeout_ms=0, topic_partitions=[
-            ElectLeadersRequest.TopicPartitions(topic=t, partitions=ps) for t, ps in sorted(wanted.items())])
         self._write(now_ms, c.handle_elect_leaders(req, version=ELECT_LEADERS_VERSION), None)
         return True
 
